@@ -1,0 +1,1 @@
+"""andor-twisted: an instrument server that owns one Andor SDK3 camera."""
