@@ -1,0 +1,134 @@
+"""The layout of an SDK3 frame buffer, in one place.
+
+A buffer holds ``AOIHeight`` rows of ``AOIStride`` bytes (a row may be padded past its pixels), then,
+with ``MetadataEnable``, metadata blocks. Blocks are read backwards from the end of the buffer, each laid
+out as ``[data][CID u32][LEN u32]`` where LEN counts the CID and the data. The image itself is block
+CID 0; CID 1 holds the int64 timestamp ticks; CID 7 the frame info.
+
+The driver decodes with these functions; the simulated camera encodes with them, and the tests pin
+both against hand-built byte vectors.
+"""
+
+import struct
+
+import numpy as np
+
+ENCODINGS = ("Mono12", "Mono12Packed", "Mono16", "Mono32")
+
+CID_IMAGE = 0
+CID_TICKS = 1
+CID_FRAME_INFO = 7
+# stride u16, encoding index u8, reserved u8, width u16, height u16
+FRAME_INFO = struct.Struct("<HBxHH")
+BLOCK_TAIL = struct.Struct("<II")  # CID, LEN
+TICKS = struct.Struct("<q")
+# what MetadataEnable adds to ImageSizeBytes: the image block's tail, the ticks and frame-info blocks
+METADATA_BYTES = BLOCK_TAIL.size + (TICKS.size + BLOCK_TAIL.size) + (FRAME_INFO.size + BLOCK_TAIL.size)
+
+
+def row_bytes(encoding, width):
+    """Bytes of pixel data in one row, before stride padding."""
+    if encoding == "Mono12Packed":
+        return (3 * width + 1) // 2
+    return width * np.dtype(pixel_dtype(encoding)).itemsize
+
+
+def pixel_dtype(encoding):
+    """The dtype a decoded image has: 16-bit for the 12- and 16-bit encodings, 32-bit for Mono32."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unsupported pixel encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
+    return np.uint32 if encoding == "Mono32" else np.uint16
+
+
+def rows_view(raw, height, stride):
+    """The image rows of a buffer as a (height, stride) uint8 array (no copy)."""
+    return np.frombuffer(raw, dtype=np.uint8, count=height * stride).reshape(height, stride)
+
+
+def decode(raw, encoding, width, height, stride):
+    """A new 2-D array with the pixels of ``raw``, row padding stripped.
+
+    Always a copy, so the caller can hand the buffer back to the SDK at once.
+    """
+    rows = rows_view(raw, height, stride)
+    if encoding == "Mono12Packed":
+        return _unpack12(rows, width)
+    dtype = np.dtype(pixel_dtype(encoding)).newbyteorder("<")
+    return rows[:, : row_bytes(encoding, width)].view(dtype).astype(dtype.newbyteorder("="))
+
+
+def encode_into(image, raw, encoding, stride):
+    """Write a 2-D image into ``raw`` in ``encoding`` with rows ``stride`` bytes apart."""
+    height, width = image.shape
+    rows = rows_view(raw, height, stride)
+    if encoding == "Mono12Packed":
+        rows[:, : row_bytes(encoding, width)] = _pack12(image)
+        return
+    dtype = np.dtype(pixel_dtype(encoding)).newbyteorder("<")
+    rows[:, : row_bytes(encoding, width)].view(dtype)[...] = image
+
+
+def _unpack12(rows, width):
+    """Mono12Packed: two pixels in three bytes. Byte 0 holds bits 11..4 of pixel A, byte 1 bits 3..0
+    of A (low nibble) and of B (high nibble), byte 2 bits 11..4 of B."""
+    pairs = (width + 1) // 2
+    need = 3 * pairs
+    if rows.shape[1] < need:  # an odd width whose last pair is cut by the stride
+        padded = np.zeros((rows.shape[0], need), np.uint8)
+        padded[:, : rows.shape[1]] = rows
+        rows = padded
+    triples = rows[:, :need].reshape(rows.shape[0], pairs, 3).astype(np.uint16)
+    out = np.empty((rows.shape[0], 2 * pairs), np.uint16)
+    out[:, 0::2] = (triples[..., 0] << 4) | (triples[..., 1] & 0x0F)
+    out[:, 1::2] = (triples[..., 2] << 4) | (triples[..., 1] >> 4)
+    return out[:, :width]
+
+
+def _pack12(image):
+    height, width = image.shape
+    pairs = (width + 1) // 2
+    pixels = np.zeros((height, 2 * pairs), np.uint16)
+    pixels[:, :width] = image & 0x0FFF
+    a, b = pixels[:, 0::2], pixels[:, 1::2]
+    triples = np.empty((height, pairs, 3), np.uint8)
+    triples[..., 0] = a >> 4
+    triples[..., 1] = (a & 0x0F) | ((b & 0x0F) << 4)
+    triples[..., 2] = b >> 4
+    return triples.reshape(height, 3 * pairs)[:, : row_bytes("Mono12Packed", width)]
+
+
+def write_metadata(raw, image_bytes, ticks, encoding, width, height, stride):
+    """Append the image, ticks and frame-info blocks after ``image_bytes`` of pixel data."""
+    view = memoryview(raw).cast("B")
+    offset = image_bytes
+    BLOCK_TAIL.pack_into(view, offset, CID_IMAGE, image_bytes + 4)
+    offset += BLOCK_TAIL.size
+    TICKS.pack_into(view, offset, ticks)
+    BLOCK_TAIL.pack_into(view, offset + TICKS.size, CID_TICKS, TICKS.size + 4)
+    offset += TICKS.size + BLOCK_TAIL.size
+    FRAME_INFO.pack_into(view, offset, stride, ENCODINGS.index(encoding), width, height)
+    BLOCK_TAIL.pack_into(view, offset + FRAME_INFO.size, CID_FRAME_INFO, FRAME_INFO.size + 4)
+    return offset + FRAME_INFO.size + BLOCK_TAIL.size
+
+
+def read_metadata(raw, size):
+    """The metadata blocks of a buffer of ``size`` bytes, as {CID: memoryview of the data}."""
+    view = memoryview(raw).cast("B")[:size]
+    blocks = {}
+    end = size
+    while end >= BLOCK_TAIL.size:
+        cid, length = BLOCK_TAIL.unpack_from(view, end - BLOCK_TAIL.size)
+        start = end - 4 - length
+        if length < 4 or start < 0:
+            raise ValueError(f"corrupt metadata: block CID {cid} of length {length} at byte {end}")
+        blocks[cid] = view[start : end - BLOCK_TAIL.size]
+        if cid == CID_IMAGE:
+            break
+        end = start
+    return blocks
+
+
+def read_ticks(raw, size):
+    """The frame's timestamp in clock ticks, or None if the buffer carries no timestamp block."""
+    block = read_metadata(raw, size).get(CID_TICKS)
+    return None if block is None else TICKS.unpack(block)[0]

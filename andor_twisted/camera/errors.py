@@ -1,0 +1,49 @@
+"""What can go wrong with a camera request, as exceptions the HTTP layer turns into status codes."""
+
+from andor_twisted.camera import atcore
+
+
+class CameraError(Exception):
+    """Base of every error the driver reports; ``code`` is a stable short name, ``details`` a dict."""
+
+    code = "camera_error"
+
+    def __init__(self, message, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class UnknownFeature(CameraError):
+    code = "unknown_feature"
+
+
+class InvalidValue(CameraError):
+    """The request is wrong whatever state the camera is in: wrong type, out of range, not an option."""
+
+    def __init__(self, code, message, **details):
+        super().__init__(message, **details)
+        self.code = code
+
+
+class AcquisitionRunning(CameraError):
+    code = "acquisition_running"
+
+
+class CameraNotReady(CameraError):
+    code = "camera_not_ready"
+
+
+class SDKError(CameraError):
+    """The SDK refused or failed; ``sdk_error`` is its AT_ERR_ name."""
+
+    code = "sdk_error"
+
+    def __init__(self, err_code, message):
+        self.err_code = err_code
+        self.sdk_error = atcore.error_name(err_code) if err_code is not None else "unknown"
+        super().__init__(message, sdk_error=self.sdk_error)
+
+
+class CameraTimeout(SDKError):
+    code = "camera_timeout"

@@ -1,0 +1,109 @@
+"""What the simulated sensor sees: something a person can look at, made cheaply enough for 100 fps.
+
+A smooth illumination with a dark offset, a few bright spots drifting across the sensor, noise, and
+the frame number in large digits. Signal scales with exposure time and binning and saturates at the
+pixel depth. Everything that does not change from frame to frame is computed once per configuration;
+a frame then costs one array addition plus a few small patches.
+"""
+
+import numpy as np
+
+DARK_OFFSET = 100
+BACKGROUND_RATE = 4.0e4  # counts per second per pixel, at the brightest
+SPOT_RATE = 2.0e6  # counts per second at a spot's centre
+SPOT_SIGMA = 4.0  # sensor pixels
+
+# 3x5 bitmaps of the digits 0-9, one string of 15 bits each, row by row
+_FONT = ["111101101101111", "010110010010111", "111001111100111", "111001111001111", "101101111001001",
+         "111100111001111", "111100111101111", "111001001001001", "111101111101111", "111101111001111"]
+_GLYPHS = [np.array([int(c) for c in bits], bool).reshape(5, 3) for bits in _FONT]
+
+
+class Scene:
+    def __init__(self, sensor_width, sensor_height, seed=0):
+        self.sensor_width = sensor_width
+        self.sensor_height = sensor_height
+        self.seed = seed
+        rng = np.random.default_rng(seed)
+        n = 7
+        self.spots = np.column_stack([
+            rng.uniform(0, sensor_width, n), rng.uniform(0, sensor_height, n),  # position
+            rng.uniform(-150, 150, n), rng.uniform(-150, 150, n),  # pixels per second
+            rng.uniform(0.3, 1.0, n),  # brightness
+        ])
+        self._noise_cache = {}
+
+    def painter(self, left, top, width, height, hbin, vbin, exposure, max_value):
+        """A Painter for frames of this AOI (1-based sensor coordinates, size in super-pixels)."""
+        return Painter(self, left, top, width, height, hbin, vbin, exposure, max_value)
+
+    def noise(self, size, sigma):
+        """A bank of noise values, drawn once per size and level and reused at shifting offsets."""
+        key = (size, round(sigma, 1))
+        if key not in self._noise_cache:
+            self._noise_cache.clear()
+            rng = np.random.default_rng(self.seed + size)
+            bank = rng.normal(3 * sigma, sigma, size + 65536)
+            self._noise_cache[key] = np.clip(bank, 0, 6 * sigma).astype(np.uint16)
+        return self._noise_cache[key]
+
+
+class Painter:
+    def __init__(self, scene, left, top, width, height, hbin, vbin, exposure, max_value):
+        self.scene = scene
+        self.left, self.top, self.hbin, self.vbin = left - 1, top - 1, hbin, vbin
+        self.shape = (height, width)
+        self.max_value = max_value
+        gain = exposure * hbin * vbin
+        # illumination: a broad vignette with a gentle ripple, sampled at super-pixel centres
+        x = (self.left + (np.arange(width) + 0.5) * hbin) / scene.sensor_width - 0.5
+        y = (self.top + (np.arange(height) + 0.5) * vbin) / scene.sensor_height - 0.5
+        r2 = x[None, :] ** 2 + y[:, None] ** 2
+        light = BACKGROUND_RATE * (1.0 - 0.8 * r2) * (0.9 + 0.1 * np.cos(25 * x)[None, :])
+        signal = DARK_OFFSET + gain * light
+        sigma = 2.0 + float(np.sqrt(max(signal.mean() - DARK_OFFSET, 0)))
+        self.noise = scene.noise(width * height, sigma)
+        headroom = int(self.noise.max())
+        self.base = np.clip(signal - 3 * sigma, 0, max(max_value - headroom, 0)).astype(np.uint16)
+        self.spot_peak = SPOT_RATE * gain
+        self.digit_value = min(int(DARK_OFFSET + 0.6 * (max_value - DARK_OFFSET)), max_value)
+        self.digit_scale = max(1, min(height, width) // 48)
+
+    def paint(self, frame_number, t, out):
+        """Write frame ``frame_number``, exposed ``t`` seconds into the acquisition, into ``out``
+        (a uint16 array of this painter's shape, possibly a strided view into an SDK buffer)."""
+        height, width = self.shape
+        offset = (frame_number * 7919) % 65536
+        noise = self.noise[offset : offset + height * width].reshape(height, width)
+        np.add(self.base, noise, out=out)
+        for x0, y0, vx, vy, brightness in self.scene.spots:
+            x = (x0 + vx * t) % self.scene.sensor_width
+            y = (y0 + vy * t) % self.scene.sensor_height
+            self._spot(out, x, y, brightness * self.spot_peak)
+        self._digits(out, frame_number)
+        return out
+
+    def _spot(self, out, x, y, peak):
+        height, width = self.shape
+        reach = 3 * SPOT_SIGMA
+        # spot centre in super-pixel coordinates of this AOI
+        cx = (x - self.left) / self.hbin
+        cy = (y - self.top) / self.vbin
+        x0, x1 = max(int(cx - reach / self.hbin), 0), min(int(cx + reach / self.hbin) + 1, width)
+        y0, y1 = max(int(cy - reach / self.vbin), 0), min(int(cy + reach / self.vbin) + 1, height)
+        if x0 >= x1 or y0 >= y1:
+            return
+        dx = (np.arange(x0, x1) - cx) * self.hbin
+        dy = (np.arange(y0, y1) - cy) * self.vbin
+        blob = peak * np.exp(-(dx[None, :] ** 2 + dy[:, None] ** 2) / (2 * SPOT_SIGMA**2))
+        window = out[y0:y1, x0:x1]
+        window[...] = np.minimum(window + blob, self.max_value)
+
+    def _digits(self, out, number):
+        s = self.digit_scale
+        x = y = 2 * s
+        for ch in str(number):
+            glyph = np.kron(_GLYPHS[int(ch)], np.ones((s, s), bool))
+            window = out[y : y + glyph.shape[0], x : x + glyph.shape[1]]
+            window[glyph[: window.shape[0], : window.shape[1]]] = self.digit_value
+            x += 4 * s
