@@ -1,0 +1,118 @@
+"""``twistd andor``: command-line options and the service tree. The only module that wires things."""
+
+import functools
+import os
+import re
+import types
+
+from twisted.application import service, strports
+from twisted.python import usage
+
+from andor_twisted.camera import sdk3
+from andor_twisted.camera.sim import MODELS
+from andor_twisted.service import CameraService
+from andor_twisted.web.site import make_site
+
+DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKMGT]i?B|B)?\s*$")
+_UNITS = {None: 1, "B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+          "KiB": 2**10, "kiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def parse_size(text):
+    """Bytes from '4GB', '512 MiB' or '1048576' (decimal kB/MB/GB, binary KiB/MiB/GiB)."""
+    match = _SIZE.match(text)
+    if not match or match.group(2) not in _UNITS:
+        raise ValueError(f"{text!r} is not a size: use bytes or a number with kB, MB, GB, KiB, MiB or GiB")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def parse_rate(text):
+    """Bytes per second: a size, optionally followed by '/s'."""
+    return parse_size(text[:-2] if text.endswith("/s") else text)
+
+
+def parse_seconds(text):
+    value = float(text)
+    if value < 0:
+        raise ValueError(f"{text!r} is negative")
+    return value
+
+
+class Options(usage.Options):
+    synopsis = "[--listen ENDPOINT ...] [--camera sim|sdk3:INDEX] [--sim-model neo|zyla] [options]"
+    longdesc = ("Serve one Andor SDK3 camera over HTTP. Without a camera or SDK, a simulated Neo stands in. "
+                "Sizes take plain bytes or MB, MiB, GB, GiB suffixes.")
+    optParameters = [
+        ["camera", None, "sim", "sim, or sdk3:INDEX for a real camera through Andor's pyAndorSDK3"],
+        ["sim-model", None, "neo", f"simulated camera model: {', '.join(MODELS)}"],
+        ["sim-onboard-memory", None, None, "simulated on-head memory, bytes [default: the model's]", parse_size],
+        ["sim-link-rate", None, None, "simulated interface bandwidth, bytes/s [default: the model's]", parse_rate],
+        ["sim-arm-latency", None, None, "simulated AcquisitionStart latency, seconds [default: the model's]",
+         parse_seconds],
+        ["spool-memory-limit", None, None, "most bytes the burst spool may hold [default: half the RAM]",
+         parse_size],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, endpoint):
+        """A server endpoint to serve on (repeatable) [default: tcp:8000:interface=127.0.0.1]"""
+        self["listen"].append(endpoint)
+
+    def postOptions(self):
+        if not self["listen"]:
+            self["listen"] = [DEFAULT_LISTEN]
+        if self["sim-model"] not in MODELS:
+            raise usage.UsageError(f"--sim-model must be one of {', '.join(MODELS)}, not {self['sim-model']!r}")
+        camera = self["camera"]
+        if camera == "sim":
+            self["camera-index"] = 0
+        else:
+            match = re.fullmatch(r"sdk3:(\d+)", camera)
+            if not match:
+                raise usage.UsageError(f"--camera is 'sim' or 'sdk3:INDEX' (such as sdk3:0), not {camera!r}")
+            self["camera-index"] = int(match.group(1))
+            try:
+                sdk3.load()
+            except ImportError as e:
+                raise usage.UsageError(str(e))
+        if self["spool-memory-limit"] is None:
+            self["spool-memory-limit"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+def simulated_sdk(options, time=None):
+    """The simulated SDK, shaped like the pyAndorSDK3 module, for the model the options ask for."""
+    from andor_twisted.camera import sim
+
+    model = MODELS[options["sim-model"]].with_overrides(
+        onboard_memory=options["sim-onboard-memory"], link_rate=options["sim-link-rate"],
+        arm_latency=options["sim-arm-latency"])
+    return types.SimpleNamespace(AndorSDK3=functools.partial(sim.AndorSDK3, model=model, time=time),
+                                 CameraException=sim.CameraException, model=model)
+
+
+def makeService(options, reactor=None):
+    if reactor is None:
+        from twisted.internet import reactor
+    if options["camera"] == "sim":
+        sdk = simulated_sdk(options)
+        description = f"simulated {options['sim-model']} ({sdk.model.name})"
+    else:
+        sdk = sdk3.load()
+        description = options["camera"]
+
+    def stop_on_failure(failure):
+        """A server without its camera is no use: exit non-zero so systemd restarts and reports it."""
+        reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+        reactor.callLater(0, reactor.stop)
+
+    top = service.MultiService()
+    camera = CameraService(sdk, options["camera-index"], reactor, description, on_open_failure=stop_on_failure)
+    camera.setServiceParent(top)
+    site = make_site(camera)
+    for endpoint in options["listen"]:
+        strports.service(endpoint, site, reactor=reactor).setServiceParent(top)
+    return top

@@ -1,0 +1,277 @@
+"""The JSON control API under /api: camera features, exposure, AOI, binning, cooling, snaps.
+
+Every response is JSON except snaps. Reads answer ``{"value": ...}``; writes take ``{"value": ...}``
+and answer with the value the camera now has. Errors answer ``{"error": code, "message": text, ...}``
+with a 4xx status for a bad request and a 5xx status (naming the SDK's AT_ERR_) for a camera failure;
+never a traceback page.
+"""
+
+import io
+import json
+
+import numpy as np
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import resource, server
+
+from andor_twisted.camera.errors import (AcquisitionRunning, CameraError, CameraNotReady, CameraTimeout,
+                                         InvalidValue, SDKError, UnknownFeature)
+
+MAX_BODY_BYTES = 64 * 1024
+STATUS = [  # most specific first
+    (UnknownFeature, 404),
+    (InvalidValue, 400),
+    (AcquisitionRunning, 409),
+    (CameraNotReady, 503),
+    (CameraTimeout, 504),
+    (SDKError, 500),
+    (CameraError, 500),
+]
+# endpoints that are one camera feature under a friendlier name
+FEATURE_ENDPOINTS = {
+    "exposure_time": ("ExposureTime", True),
+    "sensor_cooling": ("SensorCooling", True),
+    "temperature": ("SensorTemperature", False),
+    "temperature_setpoint": ("TemperatureControl", True),
+    "cooling_status": ("TemperatureStatus", False),
+}
+SNAP_FORMATS = {"raw": "application/octet-stream", "tiff": "image/tiff", "fits": "application/fits"}
+ANY = object()  # a path segment that matches any name
+
+
+class APIError(CameraError):
+    """A request the API itself rejects (malformed JSON, unknown path, ...), with its status."""
+
+    def __init__(self, status, code, message, **details):
+        super().__init__(message, **details)
+        self.status, self.code = status, code
+
+
+class CameraAPI(resource.Resource):
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, camera_service):
+        super().__init__()
+        self.service = camera_service
+        self.routes = [
+            ("GET", ("camera",), self.describe_camera),
+            ("GET", ("features",), self.list_features),
+            ("GET", ("features", ANY), self.get_feature),
+            ("PUT", ("features", ANY), self.set_feature),
+            ("GET", ("features", ANY, "info"), self.feature_info),
+            ("GET", ("aoi",), lambda cam, req, args: cam.get_aoi()),
+            ("PUT", ("aoi",), lambda cam, req, args: cam.set_aoi(_value(req))),
+            ("GET", ("binning",), lambda cam, req, args: cam.get_binning()),
+            ("PUT", ("binning",), lambda cam, req, args: cam.set_binning(_value(req))),
+            ("GET", ("fan",), self.get_fan),
+            ("PUT", ("fan",), self.set_fan),
+            ("GET", ("temperature_setpoint", "options"),
+             lambda cam, req, args: cam.info("TemperatureControl").addCallback(lambda i: i["available_options"])),
+            ("GET", ("snap",), self.snap),
+        ]
+        for path, (feature, writable) in FEATURE_ENDPOINTS.items():
+            self.routes.append(("GET", (path,), lambda cam, req, args, f=feature: cam.get(f)))
+            if writable:
+                self.routes.append(("PUT", (path,), lambda cam, req, args, f=feature: cam.set(f, _value(req))))
+
+    # ---- dispatch ----
+
+    def render(self, request):
+        finished = []
+        request.notifyFinish().addBoth(finished.append)
+        d = defer.maybeDeferred(self._dispatch, request)
+        d.addCallback(self._respond, request, finished)
+        d.addErrback(self._fail, request, finished)
+        return server.NOT_DONE_YET
+
+    def _dispatch(self, request):
+        path = tuple(segment.decode("utf-8", "replace") for segment in request.postpath if segment)
+        method = request.method.decode("ascii", "replace")
+        allowed = []
+        for route_method, pattern, handler in self.routes:
+            args = _match(pattern, path)
+            if args is None:
+                continue
+            if route_method == method:
+                return handler(self.service.camera(), request, args)
+            allowed.append(route_method)
+        if not allowed:
+            raise APIError(404, "not_found", f"no API endpoint /api/{'/'.join(path)}")
+        request.setHeader("Allow", ", ".join(sorted(set(allowed))))
+        raise APIError(405, "method_not_allowed", f"/api/{'/'.join(path)} takes {' or '.join(sorted(set(allowed)))}")
+
+    def _respond(self, result, request, finished):
+        if finished:
+            return
+        if isinstance(result, Snap):
+            result.write(request)
+        else:
+            _write_json(request, 200, {"value": result})
+
+    def _fail(self, failure, request, finished):
+        error = failure.value
+        if isinstance(error, APIError):
+            status = error.status
+        else:
+            status = next((code for cls, code in STATUS if isinstance(error, cls)), 500)
+        if isinstance(error, CameraError):
+            body = {"error": error.code, "message": error.message, **_jsonable(error.details)}
+        else:
+            self.log.failure("unexpected error serving {method} {uri}", failure, method=request.method, uri=request.uri)
+            body = {"error": "internal_error", "message": f"{type(error).__name__}: {error}"}
+        if status >= 500:
+            self.log.error("{method} {uri} -> {status} {message}", method=request.method.decode(),
+                           uri=request.uri.decode(), status=status, message=body["message"])
+        if not finished:
+            _write_json(request, status, body)
+
+    # ---- handlers ----
+
+    def describe_camera(self, cam, request, args):
+        names = ("CameraModel", "CameraName", "SerialNumber", "FirmwareVersion", "InterfaceType",
+                 "SensorWidth", "SensorHeight", "PixelWidth", "PixelHeight")
+        present = [n for n in names if n in cam.features]
+        d = defer.gatherResults([cam.get(n) for n in present], consumeErrors=True)
+        d.addErrback(lambda f: f.value.subFailure)
+        d.addCallback(lambda values: {**dict(zip(present, values)), "camera": self.service.description,
+                                      "busy_with": cam.acquiring})
+        return d
+
+    def list_features(self, cam, request, args):
+        return dict(cam.features)
+
+    def get_feature(self, cam, request, args):
+        return cam.get(args[0])
+
+    def set_feature(self, cam, request, args):
+        return cam.set(args[0], _value(request))
+
+    def feature_info(self, cam, request, args):
+        return cam.info(args[0])
+
+    def get_fan(self, cam, request, args):
+        return cam.get("FanSpeed").addCallback(lambda speed: {"on": speed != "Off", "speed": speed})
+
+    def set_fan(self, cam, request, args):
+        """true/false switch the fan fully on or off; a string picks a speed ("Low")."""
+        value = _value(request)
+        speed = ("On" if value else "Off") if isinstance(value, bool) else value
+        d = cam.set("FanSpeed", speed)
+        return d.addCallback(lambda speed: {"on": speed != "Off", "speed": speed})
+
+    @defer.inlineCallbacks
+    def snap(self, cam, request, args):
+        fmt = _query(request, "format", "raw")
+        if fmt not in SNAP_FORMATS:
+            raise APIError(400, "invalid_option", f"format {fmt!r} is not one of {sorted(SNAP_FORMATS)}",
+                           options=sorted(SNAP_FORMATS))
+        exposure = _query(request, "exposure_time", None)
+        if exposure is not None:
+            try:
+                exposure = float(exposure)
+            except ValueError:
+                raise APIError(400, "wrong_type", f"exposure_time is a number of seconds, not {exposure!r}")
+        frame = yield cam.snap(exposure)
+        exposure = yield cam.get("ExposureTime")
+        snap = Snap(frame, fmt, exposure, self.service.description)
+        if fmt != "raw":
+            yield threads.deferToThread(snap.encode)  # writing a file of a full frame takes a while
+        return snap
+
+
+class Snap:
+    """A snapped frame on its way out: raw pixels with headers, or a TIFF or FITS file."""
+
+    def __init__(self, frame, fmt, exposure, camera):
+        self.frame, self.fmt, self.exposure, self.camera = frame, fmt, exposure, camera
+        self.body = None
+
+    def headers(self):
+        f = self.frame
+        headers = {"X-Andor-Dtype": f.image.dtype.newbyteorder("<").str, "X-Andor-Shape": "%d,%d" % f.image.shape,
+                   "X-Andor-Exposure-Time": repr(self.exposure)}
+        if f.ticks is not None:
+            headers["X-Andor-Ticks"] = str(f.ticks)
+            headers["X-Andor-Tick-Frequency"] = str(f.tick_frequency)
+        return headers
+
+    def encode(self):
+        image = self.frame.image
+        out = io.BytesIO()
+        if self.fmt == "tiff":
+            import tifffile
+
+            tifffile.imwrite(out, image, description=json.dumps(self.headers()), metadata=None)
+        elif self.fmt == "fits":
+            from astropy.io import fits
+
+            hdu = fits.PrimaryHDU(image)
+            hdu.header["EXPTIME"] = (self.exposure, "exposure time [s]")
+            hdu.header["INSTRUME"] = (self.camera[:68], "camera")
+            if self.frame.ticks is not None:
+                hdu.header["TICKS"] = (self.frame.ticks, "camera clock ticks at exposure start")
+                hdu.header["TICKFREQ"] = (self.frame.tick_frequency, "camera clock ticks per second [Hz]")
+            hdu.writeto(out)
+        self.body = out.getvalue()
+
+    def write(self, request):
+        request.setResponseCode(200)
+        request.setHeader("Content-Type", SNAP_FORMATS[self.fmt])
+        for name, value in self.headers().items():
+            request.setHeader(name, value)
+        if self.fmt != "raw":
+            request.setHeader("Content-Disposition", f'attachment; filename="snap.{self.fmt}"')
+        body = self.body
+        if body is None:
+            image = self.frame.image
+            body = np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("<")).tobytes()
+        request.setHeader("Content-Length", str(len(body)))
+        request.write(body)
+        request.finish()
+
+
+def _match(pattern, path):
+    if len(pattern) != len(path):
+        return None
+    args = []
+    for want, got in zip(pattern, path):
+        if want is ANY:
+            args.append(got)
+        elif want != got:
+            return None
+    return args
+
+
+def _value(request):
+    """The ``value`` of a JSON request body ``{"value": ...}``."""
+    length = int(request.getHeader("content-length") or 0)
+    if length > MAX_BODY_BYTES:
+        raise APIError(413, "body_too_large", f"request bodies are at most {MAX_BODY_BYTES} bytes")
+    raw = request.content.read(MAX_BODY_BYTES + 1)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise APIError(400, "malformed_json", f"the request body is not valid JSON: {e}")
+    if not isinstance(body, dict) or "value" not in body:
+        raise APIError(400, "missing_value", 'the request body is a JSON object {"value": ...}')
+    return body["value"]
+
+
+def _query(request, name, default):
+    values = request.args.get(name.encode())
+    return values[-1].decode("utf-8", "replace") if values else default
+
+
+def _write_json(request, status, body):
+    data = json.dumps(body, allow_nan=False, default=str).encode()
+    request.setResponseCode(status)
+    request.setHeader("Content-Type", "application/json")
+    request.setHeader("Content-Length", str(len(data)))
+    request.write(data)
+    request.finish()
+
+
+def _jsonable(details):
+    return json.loads(json.dumps(details, default=str))
