@@ -217,7 +217,7 @@ class AndorCamera:
             binning = f"{binning}x{binning}"
         if not isinstance(binning, str):
             raise InvalidValue("wrong_type", f"binning is a factor such as 2 or a string such as '2x2', not {binning!r}")
-        return self._call(self._apply_aoi, {}, binning)
+        return self._call(self._apply_aoi, {}, binning).addCallback(lambda aoi: self.get_binning())
 
     def _apply_aoi(self, changes, binning):
         """In the SDK thread: validate the whole AOI first, then set it in an order that never passes

@@ -1,0 +1,187 @@
+"""``Camera``: a blocking client of one andor-twisted server, over HTTP (and WebSocket for bursts).
+
+Method names follow the client this server replaces, so existing lab scripts keep working.
+"""
+
+import http.client
+import json
+import re
+import urllib.parse
+
+import numpy as np
+
+from andor.errors import AndorError, ServerUnreachable, error_for
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(s|ms|us|µs|ns|min)?\s*$")
+_SECONDS_PER = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "min": 60.0}
+
+
+def parse_seconds(value):
+    """Seconds from a number or a string such as "25ms", "1.5 s", "200us"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(f"{value!r} is not a duration: use seconds or a string like '25ms', '1.5s', '200us'")
+    return float(match.group(1)) * _SECONDS_PER[match.group(2)]
+
+
+class Camera:
+    """One camera server, at ``addr`` ("host:port" or "http://host:port")."""
+
+    def __init__(self, addr, timeout=60.0):
+        if "://" not in addr:
+            addr = "http://" + addr
+        url = urllib.parse.urlsplit(addr)
+        if url.scheme != "http" or not url.hostname:
+            raise ValueError(f"{addr!r} is not host:port or http://host:port")
+        self.host, self.port = url.hostname, url.port or 80
+        self.timeout = timeout
+        self._conn = None
+
+    def __repr__(self):
+        return f"Camera('{self.host}:{self.port}')"
+
+    # ---- HTTP ----
+
+    def _request(self, method, path, value=None, query=None):
+        """One request; returns (headers, body bytes). Raises AndorError for error statuses."""
+        url = "/api/" + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        body = None if value is None else json.dumps({"value": value}).encode()
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        for attempt in (1, 2):  # a kept-alive connection the server closed is retried once
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                self._conn.request(method, url, body=body, headers=headers)
+                response = self._conn.getresponse()
+                data = response.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+                self.close()
+                if attempt == 2:
+                    raise ServerUnreachable(f"the server at {self.host}:{self.port} dropped the connection: {e}")
+            except OSError as e:
+                self.close()
+                raise ServerUnreachable(f"cannot reach the camera server at {self.host}:{self.port}: {e}") from None
+        if response.status >= 400:
+            try:
+                payload = json.loads(data)
+            except ValueError:
+                payload = {"message": data.decode("utf-8", "replace")[:500] or response.reason}
+            raise error_for(response.status, payload)
+        return response.headers, data
+
+    def _get(self, path, **query):
+        return json.loads(self._request("GET", path, query=query or None)[1])["value"]
+
+    def _put(self, path, value):
+        return json.loads(self._request("PUT", path, value)[1])["value"]
+
+    def close(self):
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # ---- features ----
+
+    @property
+    def features(self):
+        """{name: type} of every feature the camera implements; types are float, int, bool, enum,
+        string and command."""
+        return self._get("features")
+
+    def get_feature(self, name):
+        return self._get("features/" + urllib.parse.quote(name))
+
+    def set_feature(self, name, value):
+        """Set a feature; returns the value the camera now reports."""
+        return self._put("features/" + urllib.parse.quote(name), value)
+
+    def get_feature_info(self, name):
+        """{"type", "value", and "min"/"max" for numbers or "options"/"available_options" for enums}."""
+        info = self._get(f"features/{urllib.parse.quote(name)}/info")
+        info.pop("name", None)
+        return info
+
+    # ---- the common settings ----
+
+    def exposure_time(self, t=None):
+        """The exposure time in seconds; with ``t`` (seconds, or a string like "25ms") set it first."""
+        if t is None:
+            return self._get("exposure_time")
+        return self._put("exposure_time", parse_seconds(t))
+
+    def aoi(self, dict_=None):
+        """The area of interest in sensor pixels, {"left", "top", "width", "height"}, left/top from 1.
+        With ``dict_``, change the keys it has; the others stay."""
+        if dict_ is None:
+            return self._get("aoi")
+        return self._put("aoi", dict(dict_))
+
+    def binning(self, fctr=None):
+        """The binning factor (2 for 2x2); with ``fctr`` set it, keeping the AOI's region of the sensor."""
+        value = self._get("binning") if fctr is None else self._put("binning", fctr)
+        h, _, v = value.partition("x")
+        return int(h) if h == v else value
+
+    def fan(self, on=None):
+        """Whether the fan runs; with ``on`` (True, False, or a speed such as "Low") set it."""
+        value = self._get("fan") if on is None else self._put("fan", on)
+        return value["on"]
+
+    def sensor_cooling(self, on=None):
+        """Whether sensor cooling is on; with ``on`` switch it."""
+        if on is None:
+            return self._get("sensor_cooling")
+        return self._put("sensor_cooling", bool(on))
+
+    @property
+    def temperature(self):
+        """The sensor temperature in degrees Celsius."""
+        return self._get("temperature")
+
+    def temperature_setpt(self, valueS=None):
+        """The cooling setpoint, one of ``temperature_setpt_options`` (such as "-30.00"); numbers are
+        accepted and formatted as the camera names them."""
+        if valueS is None:
+            return self._get("temperature_setpoint")
+        if isinstance(valueS, (int, float)) and not isinstance(valueS, bool):
+            valueS = f"{valueS:.2f}"
+        return self._put("temperature_setpoint", valueS)
+
+    @property
+    def temperature_setpt_options(self):
+        return self._get("temperature_setpoint/options")
+
+    @property
+    def cooling_status(self):
+        """The camera's TemperatureStatus: "Cooler Off", "Cooling", "Stabilised", ..."""
+        return self._get("cooling_status")
+
+    # ---- images ----
+
+    def snap(self, exposure_time=None):
+        """Expose one frame and return it as a 2-D numpy array (uint16; uint32 for Mono32)."""
+        query = {"format": "raw"}
+        if exposure_time is not None:
+            query["exposure_time"] = repr(parse_seconds(exposure_time))
+        headers, data = self._request("GET", "snap", query=query)
+        shape = tuple(int(n) for n in headers["X-Andor-Shape"].split(","))
+        image = np.frombuffer(data, dtype=np.dtype(headers["X-Andor-Dtype"])).reshape(shape)
+        return image.astype(image.dtype.newbyteorder("="), copy=False)
+
+    def snap_file(self, path, exposure_time=None):
+        """Snap one frame into a TIFF or FITS file, chosen by the extension of ``path``."""
+        fmt = {"tif": "tiff", "tiff": "tiff", "fits": "fits", "fit": "fits"}.get(str(path).rsplit(".", 1)[-1].lower())
+        if fmt is None:
+            raise ValueError(f"{path!r}: the file name should end in .tiff, .tif, .fits or .fit")
+        query = {"format": fmt}
+        if exposure_time is not None:
+            query["exposure_time"] = repr(parse_seconds(exposure_time))
+        with open(path, "wb") as f:
+            f.write(self._request("GET", "snap", query=query)[1])
+        return path
+
+
+__all__ = ["Camera", "AndorError", "parse_seconds"]

@@ -1,0 +1,40 @@
+"""Errors the server reports, re-raised in the client with the server's own message."""
+
+
+class AndorError(Exception):
+    """The server refused or failed a request. ``status`` is the HTTP status (None if the server
+    could not be reached), ``code`` the server's short error name, ``details`` the rest of its answer."""
+
+    def __init__(self, message, status=None, code=None, details=None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.details = details or {}
+
+
+class BadRequest(AndorError):
+    """4xx: the request was wrong (unknown feature, value out of range, wrong type, ...)."""
+
+
+class CameraBusy(BadRequest):
+    """409: the camera is acquiring, so settings cannot change now."""
+
+
+class CameraFailure(AndorError):
+    """5xx: the camera or the server failed; ``details['sdk_error']`` names the SDK error if any."""
+
+
+class ServerUnreachable(AndorError):
+    """No answer from the server at all."""
+
+
+def error_for(status, body):
+    """The exception for an error response with JSON ``body``."""
+    if not isinstance(body, dict):
+        body = {"message": str(body)}
+    message = body.get("message") or f"HTTP {status}"
+    code = body.get("error")
+    details = {k: v for k, v in body.items() if k not in ("message", "error")}
+    cls = CameraBusy if status == 409 else BadRequest if status < 500 else CameraFailure
+    return cls(message, status=status, code=code, details=details)
