@@ -397,6 +397,7 @@ class SimCamera:
                 ready = timeline.delivery_time(self._returned, now)
                 if ready is not None and ready <= now:
                     return self._deliver(timeline, self._returned)
+                timeline.exposed_by(now)
                 if timeline.fault is not None and timeline.fault[1] <= now:
                     raise CameraException(atcore.HARDWARE_OVERFLOW,
                                           f"frame {timeline.fault[0]} found on-head memory full")

@@ -14,6 +14,8 @@ A camera without on-head memory holds ``OVERFLOW_SLOTS`` frames; a frame that fi
 scheduled time is an overflow, and the acquisition faults there (AT_ERR_HARDWARE_OVERFLOW).
 """
 
+import bisect
+
 OVERFLOW_SLOTS = 2
 
 
@@ -60,11 +62,10 @@ class Timeline:
         return when
 
     def exposed_by(self, when):
-        """How many frames have started exposing at or before ``when``."""
-        k = 0
-        while self._expose_upto(k, when) and self.exposed[k] <= when:
-            k += 1
-        return k
+        """How many frames have started exposing at or before ``when`` (this also finds overflows)."""
+        while self._expose_upto(len(self.exposed), when) and self.exposed[-1] <= when:
+            pass
+        return bisect.bisect_right(self.exposed, when)
 
     def _expose_upto(self, k, now):
         while len(self.exposed) <= k:

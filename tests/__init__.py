@@ -1,0 +1,1 @@
+"""andor-twisted's trial tests, one module per room of the package."""

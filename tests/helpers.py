@@ -1,0 +1,37 @@
+"""Shared test fixtures: a simulated SDK on a task.Clock, a synchronous SDK call, and a loopback server."""
+
+import functools
+import types
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+
+from andor_twisted.camera import sim
+from andor_twisted.camera.driver import AndorCamera
+from andor_twisted.camera.sim.models import MODELS
+
+
+def clock_sdk(clock, **overrides):
+    """A pyAndorSDK3-shaped module whose simulated camera lives on ``clock``."""
+    model = MODELS[overrides.pop("model", "neo")].with_overrides(**overrides)
+    return types.SimpleNamespace(
+        AndorSDK3=functools.partial(sim.AndorSDK3, model=model, time=sim.ClockTime(clock)),
+        CameraException=sim.CameraException, model=model)
+
+
+def result_of(d):
+    """The result of an already-fired Deferred; its exception raised if it failed."""
+    results = []
+    d.addBoth(results.append)
+    assert results, "the Deferred has not fired"
+    if hasattr(results[0], "raiseException"):
+        results[0].raiseException()
+    return results[0]
+
+
+def open_clock_camera(**overrides):
+    """(driver, simulated SDK camera, clock): the driver calling the SDK inline, time on a Clock."""
+    clock = Clock()
+    sdk = clock_sdk(clock, **overrides)
+    camera = result_of(AndorCamera.open(sdk, 0, defer.maybeDeferred, clock))
+    return camera, camera._cam, clock

@@ -1,0 +1,106 @@
+"""The twistd plugin and its command line."""
+
+import importlib.metadata
+from unittest import mock
+
+from twisted.application.service import IServiceMaker, MultiService
+from twisted.internet.testing import MemoryReactorClock
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.trial import unittest
+
+from andor_twisted import tap
+from andor_twisted.camera import sdk3
+
+
+class PluginTests(unittest.TestCase):
+    def test_listed(self):
+        """twistd finds the 'andor' service maker, pointing at andor_twisted.tap."""
+        makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+        self.assertIn("andor", makers)
+        self.assertEqual(makers["andor"].module, "andor_twisted.tap")
+
+    def test_installed_distribution_ships_the_plugin(self):
+        """A regular install of andor-twisted puts the plugin file under twisted/plugins.
+
+        (Run from a checkout, getPlugins also sees the source tree, so this checks the package.)
+        """
+        files = {str(f) for f in importlib.metadata.distribution("andor-twisted").files}
+        self.assertIn("twisted/plugins/andor_twisted_plugin.py", files)
+        self.assertNotIn("twisted/plugins/__init__.py", files)
+
+
+class OptionsTests(unittest.TestCase):
+    def parse(self, *argv):
+        options = tap.Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def test_defaults(self):
+        """No arguments: the simulated Neo on 127.0.0.1:8000, model values for the simulation."""
+        options = self.parse()
+        self.assertEqual(options["listen"], ["tcp:8000:interface=127.0.0.1"])
+        self.assertEqual(options["camera"], "sim")
+        self.assertEqual(options["sim-model"], "neo")
+        self.assertIsNone(options["sim-onboard-memory"])
+        self.assertGreater(options["spool-memory-limit"], 0)
+
+    def test_all_options(self):
+        """Every option of the command-line contract parses, sizes with their suffixes."""
+        options = self.parse("--listen", "tcp:0", "--listen", "unix:/tmp/x.sock", "--sim-model", "zyla",
+                             "--sim-onboard-memory", "64MiB", "--sim-link-rate", "100MB",
+                             "--sim-arm-latency", "0.5", "--spool-memory-limit", "2GiB")
+        self.assertEqual(options["listen"], ["tcp:0", "unix:/tmp/x.sock"])
+        self.assertEqual(options["sim-onboard-memory"], 64 * 2**20)
+        self.assertEqual(options["sim-link-rate"], 100_000_000)
+        self.assertEqual(options["sim-arm-latency"], 0.5)
+        self.assertEqual(options["spool-memory-limit"], 2 * 2**30)
+
+    def test_sizes(self):
+        """Sizes take plain bytes and decimal or binary suffixes."""
+        for text, value in [("1024", 1024), ("4GB", 4_000_000_000), ("4 GiB", 4 * 2**30), ("1.5MB", 1_500_000),
+                            ("512KiB", 512 * 1024), ("10B", 10)]:
+            self.assertEqual(tap.parse_size(text), value, text)
+        for bad in ["", "-1", "4XB", "GB", "1e3"]:
+            self.assertRaises(ValueError, tap.parse_size, bad)
+
+    def test_bad_options(self):
+        """Bad options end in a one-line UsageError saying what is wrong."""
+        cases = [
+            (["--camera", "usb"], "sdk3:INDEX"),
+            (["--sim-model", "ixon"], "neo, zyla"),
+            (["--sim-onboard-memory", "lots"], "not a size"),
+            (["--sim-arm-latency", "-1"], "negative"),
+            (["--frobnicate"], "frobnicate"),
+        ]
+        for argv, message in cases:
+            with self.assertRaises(usage.UsageError) as caught:
+                self.parse(*argv)
+            self.assertIn(message, str(caught.exception), argv)
+            self.assertNotIn("\n", str(caught.exception).strip(), argv)
+
+    def test_real_camera_without_sdk(self):
+        """--camera sdk3:N without pyAndorSDK3 refuses to start, saying how to install Andor SDK3."""
+        with mock.patch.dict("sys.modules", {"pyAndorSDK3": None}):
+            with self.assertRaises(usage.UsageError) as caught:
+                self.parse("--camera", "sdk3:0")
+        self.assertIn("Andor SDK3", str(caught.exception))
+        self.assertIn("pip install", str(caught.exception))
+
+    def test_real_camera_with_sdk(self):
+        """With pyAndorSDK3 importable, sdk3:N selects camera N of it."""
+        fake = mock.Mock()
+        with mock.patch.dict("sys.modules", {"pyAndorSDK3": fake}):
+            options = self.parse("--camera", "sdk3:2")
+            self.assertIs(sdk3.load(), fake)
+        self.assertEqual(options["camera-index"], 2)
+
+    def test_make_service(self):
+        """makeService builds the camera service and one server per --listen, camera first."""
+        options = self.parse("--listen", "tcp:0", "--listen", "tcp:0:interface=127.0.0.2")
+        top = tap.makeService(options, reactor=MemoryReactorClock())
+        self.assertIsInstance(top, MultiService)
+        children = list(top)
+        self.assertEqual(len(children), 3)
+        self.assertEqual(type(children[0]).__name__, "CameraService")
+        self.assertIn("simulated neo", children[0].description)
