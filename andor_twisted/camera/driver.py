@@ -13,8 +13,8 @@ import numpy as np
 from twisted.internet import defer
 
 from andor_twisted.camera import atcore, buffers
-from andor_twisted.camera.errors import (AcquisitionRunning, CameraTimeout, InvalidValue, SDKError,
-                                         UnknownFeature)
+from andor_twisted.camera.errors import (AcquisitionRunning, CameraNotReady, CameraTimeout, InvalidValue,
+                                         SDKError, UnknownFeature)
 
 # SDK3 feature names (Andor SDK3 manual). The camera is asked which of them it implements.
 SDK3_FEATURES = (
@@ -69,6 +69,7 @@ class AndorCamera:
         self._call_raw = call
         self._clock = clock
         self.acquiring = None  # what holds the camera: "snap", a burst, ... or None
+        self._closed = False
 
     @classmethod
     def open(cls, sdk, index, call, clock):
@@ -96,6 +97,8 @@ class AndorCamera:
         return d
 
     def _call(self, fn, *args):
+        if self._closed:
+            return defer.fail(CameraNotReady("the camera has been closed (the server is stopping)"))
         d = self._call_raw(fn, *args)
         d.addErrback(_translate, self._sdk_exception)
         return d
@@ -342,7 +345,9 @@ class AndorCamera:
                 self._stop()
             self._cam.close()
 
-        return self._call(_close)
+        d = self._call(_close)
+        self._closed = True
+        return d
 
 
 def _coerce(name, kind, value):

@@ -368,8 +368,13 @@ class SimCamera:
             self._timeline.stop(self._time.now())
         self._stopped, self._timeline = self._timeline, None
 
+    def _check_open(self):
+        if not self.is_open:
+            raise CameraException(atcore.INVALIDHANDLE, "the camera is closed")
+
     def queue(self, buf, size):
         """Hand the camera a buffer (a uint8 numpy array of ``size`` bytes) for a coming frame."""
+        self._check_open()
         expected = self._config["ImageSizeBytes"] if self._timeline is not None else self._image_size()
         if size != expected:
             raise CameraException(atcore.INVALIDSIZE, f"queued {size} bytes, ImageSizeBytes is {expected}")
@@ -388,6 +393,7 @@ class SimCamera:
 
     def wait_buffer(self, timeout):
         """The next filled buffer, waiting up to ``timeout`` milliseconds (AT_ERR_TIMEDOUT after)."""
+        self._check_open()
         deadline = self._time.now() + timeout / 1000.0
         while True:
             now = self._time.now()

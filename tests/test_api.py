@@ -1,0 +1,261 @@
+"""The HTTP API end to end: a real server on a loopback port, driven by the real client."""
+
+import http.client
+import json
+import os
+
+import numpy as np
+from twisted.internet import defer, reactor, threads
+from twisted.trial import unittest
+
+import andor
+from andor_twisted import tap
+from andor_twisted.camera import atcore, sim
+from andor_twisted.service import CameraService
+from andor_twisted.web.site import make_site
+
+SIM = {"sim-model": "neo", "sim-onboard-memory": None, "sim-link-rate": None, "sim-arm-latency": 0.005}
+
+
+class LoopbackServer:
+    """A camera service and its site on 127.0.0.1, and a client for it."""
+
+    @defer.inlineCallbacks
+    def start(self, sdk=None):
+        self.service = CameraService(sdk or tap.simulated_sdk(SIM), 0, reactor, "simulated neo")
+        self.service.startService()
+        yield self.service.opened
+        self.port = reactor.listenTCP(0, make_site(self.service), interface="127.0.0.1")
+        self.address = f"127.0.0.1:{self.port.getHost().port}"
+        self.cam = andor.Camera(self.address)
+
+    @defer.inlineCallbacks
+    def stop(self):
+        self.cam.close()
+        yield self.port.stopListening()
+        yield self.service.stopService()
+
+    def raw(self, method, path, body=None):
+        """(status, content type, parsed JSON or bytes) of one plain HTTP request."""
+        conn = http.client.HTTPConnection(*self.address.split(":"), timeout=30)
+        if body is not None and not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        conn.request(method, path, body=body)
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        kind = response.getheader("Content-Type")
+        return response.status, kind, json.loads(data) if kind == "application/json" else data
+
+
+class APITestCase(unittest.TestCase):
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.server = LoopbackServer()
+        yield self.server.start()
+        self.cam = self.server.cam
+        yield self.client(self.cam.aoi, {"left": 1, "top": 1, "width": 256, "height": 128})
+
+    def tearDown(self):
+        return self.server.stop()
+
+    def client(self, fn, *args):
+        """Run a blocking client call in a thread, so the reactor serves it meanwhile."""
+        return threads.deferToThread(fn, *args)
+
+    def sdk_camera(self):
+        return self.server.service.camera()._cam
+
+
+class ClientTests(APITestCase):
+    @defer.inlineCallbacks
+    def test_quick_start(self):
+        """The README's quick start: exposure, AOI, binning, snap, features, cooling."""
+        c = self.cam
+        yield self.client(c.exposure_time, 0.01)
+        yield self.client(c.aoi, {"left": 1, "top": 1, "width": 512, "height": 512})
+        self.assertEqual((yield self.client(c.binning, 2)), 2)
+        img = yield self.client(c.snap)
+        self.assertIsInstance(img, np.ndarray)
+        self.assertEqual((img.shape, img.dtype), ((256, 256), np.uint16))
+        features = yield self.client(lambda: c.features)
+        self.assertEqual(features["ExposureTime"], "float")
+        self.assertEqual(features["FrameRate"], "float")
+        info = yield self.client(c.get_feature_info, "FrameRate")
+        self.assertEqual(info["type"], "float")
+        self.assertLess(info["min"], info["max"])
+        self.assertIsInstance((yield self.client(lambda: c.temperature)), float)
+        self.assertEqual((yield self.client(lambda: c.cooling_status)), "Cooler Off")
+        self.assertIn("-30.00", (yield self.client(lambda: c.temperature_setpt_options)))
+
+    @defer.inlineCallbacks
+    def test_settings_round_trip(self):
+        """Each setter returns what the camera now has, and the camera has it."""
+        c = self.cam
+        self.assertEqual((yield self.client(c.exposure_time, "25ms")), 0.025)
+        self.assertEqual(self.sdk_camera().ExposureTime, 0.025)
+        self.assertEqual((yield self.client(c.exposure_time)), 0.025)
+        self.assertEqual((yield self.client(c.aoi, {"width": 200})),
+                         {"left": 1, "top": 1, "width": 200, "height": 128})
+        self.assertFalse((yield self.client(c.fan, False)))
+        self.assertEqual(self.sdk_camera().FanSpeed, "Off")
+        self.assertTrue((yield self.client(c.fan, "Low")))
+        self.assertTrue((yield self.client(c.sensor_cooling, True)))
+        self.assertEqual((yield self.client(c.temperature_setpt, -30)), "-30.00")
+        self.assertEqual((yield self.client(c.set_feature, "FrameRate", 20)), 20.0)
+        self.assertEqual((yield self.client(c.get_feature, "FrameRate")), 20.0)
+
+    @defer.inlineCallbacks
+    def test_snap_files_hold_the_same_pixels(self):
+        """TIFF and FITS snaps, written by tifffile and astropy, hold the pixels of a raw snap."""
+        import tifffile
+        from astropy.io import fits
+
+        raw = yield self.client(self.cam.snap)
+        tiff_path = yield self.client(self.cam.snap_file, os.path.abspath("snap.tiff"))
+        fits_path = yield self.client(self.cam.snap_file, os.path.abspath("snap.fits"), "10ms")
+        self.assertTrue(np.array_equal(tifffile.imread(tiff_path), raw))
+        with fits.open(fits_path) as hdus:
+            self.assertTrue(np.array_equal(hdus[0].data, raw))
+            self.assertEqual(hdus[0].header["EXPTIME"], 0.01)
+            self.assertEqual(hdus[0].header["TICKFREQ"], 100_000_000)
+
+    @defer.inlineCallbacks
+    def test_snap_carries_timing(self):
+        """A raw snap's headers give dtype, shape and the exposure's camera ticks."""
+        status, kind, _ = yield self.client(self.server.raw, "GET", "/api/snap")
+        self.assertEqual((status, kind), (200, "application/octet-stream"))
+        conn = http.client.HTTPConnection(*self.server.address.split(":"))
+        yield self.client(conn.request, "GET", "/api/snap")
+        response = yield self.client(conn.getresponse)
+        yield self.client(response.read)
+        conn.close()
+        self.assertEqual(response.getheader("X-Andor-Dtype"), "<u2")
+        self.assertEqual(response.getheader("X-Andor-Shape"), "128,256")
+        self.assertEqual(response.getheader("X-Andor-Tick-Frequency"), "100000000")
+        self.assertGreater(int(response.getheader("X-Andor-Ticks")), 0)
+
+
+# method, path, body, status, error code, words the message must contain
+BAD_REQUESTS = [
+    ("PUT", "/api/exposure_time", {"value": "fast"}, 400, "wrong_type", ["ExposureTime", "number"]),
+    ("PUT", "/api/exposure_time", {"value": 100}, 400, "out_of_range", ["[9.7e-06, 30.0]"]),
+    ("PUT", "/api/exposure_time", b"{not json", 400, "malformed_json", ["not valid JSON"]),
+    ("PUT", "/api/exposure_time", {"val": 1}, 400, "missing_value", ['{"value": ...}']),
+    ("PUT", "/api/exposure_time", [0.1], 400, "missing_value", ['{"value": ...}']),
+    ("PUT", "/api/exposure_time", b"x" * 70000, 413, "body_too_large", ["65536"]),
+    ("GET", "/api/features/Nope", None, 404, "unknown_feature", ["'Nope'"]),
+    ("GET", "/api/features/exposuretime", None, 404, "unknown_feature", ["did you mean 'ExposureTime'"]),
+    ("PUT", "/api/features/PixelEncoding", {"value": "Mono13"}, 400, "invalid_option", ["Mono16"]),
+    ("PUT", "/api/features/PixelEncoding", {"value": "Mono12"}, 400, "option_not_available", ["current mode"]),
+    ("PUT", "/api/features/SensorTemperature", {"value": -5.0}, 400, "not_writable", ["SensorTemperature"]),
+    ("GET", "/api/features/AcquisitionStart", None, 400, "not_readable", ["command"]),
+    ("PUT", "/api/features/FrameCount", {"value": 1.5}, 400, "wrong_type", ["integer"]),
+    ("PUT", "/api/aoi", {"value": {"left": 2600}}, 400, "out_of_range", ["2560"]),
+    ("PUT", "/api/aoi", {"value": {"wide": 1}}, 400, "unknown_field", ["'wide'"]),
+    ("PUT", "/api/aoi", {"value": 5}, 400, "wrong_type", ["left, top, width, height"]),
+    ("PUT", "/api/binning", {"value": 5}, 400, "invalid_option", ["5x5", "2x2"]),
+    ("PUT", "/api/fan", {"value": "Max"}, 400, "invalid_option", ["Low"]),
+    ("PUT", "/api/sensor_cooling", {"value": "yes"}, 400, "wrong_type", ["true or false"]),
+    ("PUT", "/api/temperature_setpoint", {"value": "-99.00"}, 400, "invalid_option", ["-40.00"]),
+    ("GET", "/api/snap?format=png", None, 400, "invalid_option", ["'png'"]),
+    ("GET", "/api/snap?exposure_time=soon", None, 400, "wrong_type", ["seconds"]),
+    ("GET", "/api/snap?exposure_time=60", None, 400, "out_of_range", ["30.0"]),
+    ("DELETE", "/api/aoi", None, 405, "method_not_allowed", ["GET or PUT"]),
+    ("PUT", "/api/temperature", {"value": 1}, 405, "method_not_allowed", ["GET"]),
+    ("GET", "/api/nothing/here", None, 404, "not_found", ["/api/nothing/here"]),
+]
+
+
+class BadInputTests(APITestCase):
+    @defer.inlineCallbacks
+    def test_table(self):
+        """Every bad input gets its 4xx and a JSON body naming the problem."""
+        for method, path, body, status, code, words in BAD_REQUESTS:
+            got_status, kind, answer = yield self.client(self.server.raw, method, path, body)
+            case = f"{method} {path} {body!r:.40}"
+            self.assertEqual(got_status, status, f"{case}: {answer}")
+            self.assertEqual(kind, "application/json", case)
+            self.assertEqual(answer["error"], code, case)
+            for word in words:
+                self.assertIn(word, answer["message"], case)
+        aoi = yield self.client(self.cam.aoi)
+        self.assertEqual(aoi, {"left": 1, "top": 1, "width": 256, "height": 128})  # nothing changed
+
+    @defer.inlineCallbacks
+    def test_client_raises_server_message(self):
+        """The client raises AndorError subclasses carrying the server's message and details."""
+        with self.assertRaises(andor.BadRequest) as caught:
+            yield self.client(self.cam.exposure_time, 100)
+        error = caught.exception
+        self.assertIsInstance(error, andor.AndorError)
+        self.assertEqual((error.status, error.code), (400, "out_of_range"))
+        self.assertEqual(error.details["max"], 30.0)
+        self.assertIn("out of range", str(error))
+        self.assertRaises(ValueError, self.cam.exposure_time, "soon")  # caught before sending
+
+    @defer.inlineCallbacks
+    def test_busy_camera_409(self):
+        """Settings cannot change while an acquisition holds the camera: 409, and the client's CameraBusy."""
+        camera = self.server.service.camera()
+        camera.claim("burst")
+        try:
+            with self.assertRaises(andor.CameraBusy) as caught:
+                yield self.client(self.cam.exposure_time, 0.02)
+            self.assertEqual(caught.exception.status, 409)
+            self.assertIn("burst", str(caught.exception))
+            with self.assertRaises(andor.CameraBusy):
+                yield self.client(self.cam.snap)
+            self.assertEqual((yield self.client(self.cam.exposure_time)), 0.01)  # reading is fine
+        finally:
+            camera.release()
+
+    @defer.inlineCallbacks
+    def test_camera_error_is_5xx_with_sdk_name(self):
+        """An SDK failure mid-snap: 500 naming AT_ERR_HARDWARE_OVERFLOW; the camera is usable after."""
+        sdk_cam = self.sdk_camera()
+
+        def overflow(timeout):
+            raise sim.CameraException(atcore.HARDWARE_OVERFLOW, "on-head memory overflow")
+
+        object.__setattr__(sdk_cam, "wait_buffer", overflow)  # the simulator takes attributes as features
+        with self.assertRaises(andor.CameraFailure) as caught:
+            yield self.client(self.cam.snap)
+        self.assertEqual(caught.exception.status, 500)
+        self.assertEqual(caught.exception.details["sdk_error"], "AT_ERR_HARDWARE_OVERFLOW")
+        self.assertIn("AT_ERR_HARDWARE_OVERFLOW", str(caught.exception))
+        object.__delattr__(sdk_cam, "wait_buffer")
+        self.assertEqual((yield self.client(self.cam.snap)).shape, (128, 256))
+
+    @defer.inlineCallbacks
+    def test_unexpected_error_is_json_500(self):
+        """A bug in a handler answers 500 JSON, never a traceback page; the traceback goes to the log."""
+        camera = self.server.service.camera()
+        camera.get = lambda name: 1 / 0
+        status, kind, answer = yield self.client(self.server.raw, "GET", "/api/exposure_time")
+        self.assertEqual((status, kind, answer["error"]), (500, "application/json", "internal_error"))
+        self.assertNotIn("Traceback", answer["message"])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+
+class UnreachableTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_camera_that_cannot_open_503(self):
+        """A camera that failed to open: every API call is 503 with the SDK's reason."""
+        sdk = tap.simulated_sdk(SIM)
+        in_use = sim.AndorSDK3()
+        in_use.GetCamera(0)
+        sdk.AndorSDK3 = lambda: in_use
+        server = LoopbackServer()
+        yield server.start(sdk)
+        self.addCleanup(server.stop)
+        status, kind, answer = yield threads.deferToThread(server.raw, "GET", "/api/camera")
+        self.assertEqual((status, answer["error"]), (503, "camera_not_ready"))
+        self.assertIn("AT_ERR_DEVICEINUSE", answer["message"])
+
+    def test_no_server(self):
+        """Nothing listening: ServerUnreachable, an AndorError, saying where it looked."""
+        cam = andor.Camera("127.0.0.1:1")
+        with self.assertRaises(andor.ServerUnreachable) as caught:
+            cam.exposure_time()
+        self.assertIn("127.0.0.1:1", str(caught.exception))

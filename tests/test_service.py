@@ -1,0 +1,66 @@
+"""The camera service's lifecycle: open at start, stop acquisition and close at stop."""
+
+from twisted.internet import defer, reactor
+from twisted.trial import unittest
+
+from andor_twisted import tap
+from andor_twisted.camera import sim
+from andor_twisted.camera.errors import CameraError, CameraNotReady
+from andor_twisted.service import CameraService
+
+SIM = {"sim-model": "neo", "sim-onboard-memory": None, "sim-link-rate": None, "sim-arm-latency": 0.0}
+
+
+class ServiceTests(unittest.TestCase):
+    def service(self, sdk=None, on_open_failure=None):
+        return CameraService(sdk or tap.simulated_sdk(SIM), 0, reactor, "simulated neo", on_open_failure)
+
+    @defer.inlineCallbacks
+    def test_start_opens_stop_closes(self):
+        """startService opens the camera; stopService closes it and ends the SDK thread."""
+        service = self.service()
+        self.assertRaises(CameraNotReady, service.camera)
+        service.startService()
+        yield service.opened
+        sdk_cam = service.camera()._cam
+        self.assertTrue(sdk_cam.is_open)
+        yield service.stopService()
+        self.assertFalse(sdk_cam.is_open)
+        self.assertTrue(service._pool.joined)
+        self.assertFalse(any(thread.is_alive() for thread in service._pool.threads))
+        self.assertRaises(CameraNotReady, service.camera)
+
+    @defer.inlineCallbacks
+    def test_stop_during_exposure(self):
+        """Stopping mid-snap stops the acquisition, closes the camera, and fails the snap cleanly."""
+        service = self.service()
+        service.startService()
+        yield service.opened
+        camera = service.camera()
+        yield camera.set("ExposureTime", 20.0)
+        snap = camera.snap()
+        snap.addErrback(lambda f: f.trap(CameraError))  # whatever the snap ends with, it ends
+        sdk_cam = camera._cam
+        yield service.stopService()
+        self.assertFalse(sdk_cam.is_open)
+        self.assertFalse(sdk_cam._timeline)
+        yield snap
+        self.assertIsNone(camera.acquiring)
+
+    @defer.inlineCallbacks
+    def test_open_failure_reported(self):
+        """A camera that cannot be opened is reported once, with the SDK's reason."""
+        sdk = tap.simulated_sdk(SIM)
+        in_use = sim.AndorSDK3()
+        in_use.GetCamera(0)
+        sdk.AndorSDK3 = lambda: in_use
+        failures = []
+        service = self.service(sdk, failures.append)
+        service.startService()
+        yield service.opened
+        self.assertEqual(len(failures), 1)
+        self.assertIn("AT_ERR_DEVICEINUSE", failures[0].getErrorMessage())
+        with self.assertRaises(CameraNotReady) as caught:
+            service.camera()
+        self.assertIn("AT_ERR_DEVICEINUSE", str(caught.exception))
+        yield service.stopService()
