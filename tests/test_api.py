@@ -78,6 +78,7 @@ class ClientTests(APITestCase):
         img = yield self.client(c.snap)
         self.assertIsInstance(img, np.ndarray)
         self.assertEqual((img.shape, img.dtype), ((256, 256), np.uint16))
+        img -= 1  # the user's array to change in place
         features = yield self.client(lambda: c.features)
         self.assertEqual(features["ExposureTime"], "float")
         self.assertEqual(features["FrameRate"], "float")

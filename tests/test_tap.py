@@ -104,3 +104,19 @@ class OptionsTests(unittest.TestCase):
         self.assertEqual(len(children), 3)
         self.assertEqual(type(children[0]).__name__, "CameraService")
         self.assertIn("simulated neo", children[0].description)
+
+    def test_camera_open_failure_stops_with_an_error_status(self):
+        """A camera that cannot be opened stops the reactor, and the process exits 1 after shutdown,
+        so systemd's Restart=on-failure tries again."""
+        import os
+
+        from twisted.python.failure import Failure
+
+        reactor = MemoryReactorClock()
+        top = tap.makeService(self.parse("--listen", "tcp:0"), reactor=reactor)
+        camera_service = list(top)[0]
+        camera_service.on_open_failure(Failure(RuntimeError("AT_ERR_DEVICENOTFOUND")))
+        self.assertIn((os._exit, (1,), {}), reactor.triggers["after"]["shutdown"])
+        reactor.advance(0)
+        self.assertFalse(reactor.running)
+        self.assertTrue(reactor.hasStopped)

@@ -6,6 +6,7 @@ thread only checks requests and moves references. Waiting for a frame happens in
 other requests (a temperature reading, say) get their turn in the SDK thread during a long exposure.
 """
 
+import collections
 import difflib
 from dataclasses import dataclass
 
@@ -69,6 +70,7 @@ class AndorCamera:
         self._call_raw = call
         self._clock = clock
         self.acquiring = None  # what holds the camera: "snap", a burst, ... or None
+        self._queued = collections.deque()  # our buffers, in the order the SDK will fill them
         self._closed = False
 
     @classmethod
@@ -85,7 +87,7 @@ class AndorCamera:
                     continue
             if features.get("CameraAcquiring") == "bool" and cam.CameraAcquiring:
                 cam.AcquisitionStop()  # left running by a previous owner
-            cam.flush()
+                cam.flush()
             for name in ("MetadataEnable", "MetadataTimestamp"):
                 if name in features:
                     setattr(cam, name, True)
@@ -306,7 +308,7 @@ class AndorCamera:
             "timeout_s": cam.ExposureTime + 1.0 / cam.FrameRate + FIRST_FRAME_GRACE_S,
         }
         for _ in range(n_buffers):
-            cam.queue(np.empty(layout["size"], np.uint8), layout["size"])
+            self._queue(np.empty(layout["size"], np.uint8), layout["size"])
         cam.AcquisitionStart()
         return layout
 
@@ -314,6 +316,11 @@ class AndorCamera:
         """In the SDK thread: stop, then flush (flushing a running camera froze some of them)."""
         self._cam.AcquisitionStop()
         self._cam.flush()
+        self._queued.clear()
+
+    def _queue(self, buf, size):
+        self._cam.queue(buf, size)
+        self._queued.append(buf)
 
     @defer.inlineCallbacks
     def next_frame(self, layout, frame_number, requeue=True):
@@ -329,12 +336,12 @@ class AndorCamera:
 
     def _wait_and_decode(self, layout, frame_number, requeue):
         """In the SDK thread: wait one slice for a buffer, copy its pixels out, give it back."""
-        acq = self._cam.wait_buffer(WAIT_SLICE_MS)
-        raw = acq._np_data
+        self._cam.wait_buffer(WAIT_SLICE_MS)
+        raw = self._queued.popleft()  # buffers come back in the order they were queued
         image = buffers.decode(raw, layout["encoding"], layout["width"], layout["height"], layout["stride"])
         ticks = buffers.read_ticks(raw, layout["size"]) if layout["timestamps"] else None
         if requeue:
-            self._cam.queue(raw, layout["size"])
+            self._queue(raw, layout["size"])
         return Frame(image, frame_number, ticks, layout["tick_frequency"])
 
     def close(self):

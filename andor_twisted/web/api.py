@@ -176,8 +176,7 @@ class CameraAPI(resource.Resource):
         frame = yield cam.snap(exposure)
         exposure = yield cam.get("ExposureTime")
         snap = Snap(frame, fmt, exposure, self.service.description)
-        if fmt != "raw":
-            yield threads.deferToThread(snap.encode)  # writing a file of a full frame takes a while
+        yield threads.deferToThread(snap.encode)  # copying or writing out a full frame takes a while
         return snap
 
 
@@ -199,6 +198,9 @@ class Snap:
 
     def encode(self):
         image = self.frame.image
+        if self.fmt == "raw":
+            self.body = np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("<")).tobytes()
+            return
         out = io.BytesIO()
         if self.fmt == "tiff":
             import tifffile
@@ -223,12 +225,8 @@ class Snap:
             request.setHeader(name, value)
         if self.fmt != "raw":
             request.setHeader("Content-Disposition", f'attachment; filename="snap.{self.fmt}"')
-        body = self.body
-        if body is None:
-            image = self.frame.image
-            body = np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("<")).tobytes()
-        request.setHeader("Content-Length", str(len(body)))
-        request.write(body)
+        request.setHeader("Content-Length", str(len(self.body)))
+        request.write(self.body)
         request.finish()
 
 

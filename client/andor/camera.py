@@ -44,8 +44,11 @@ class Camera:
 
     # ---- HTTP ----
 
-    def _request(self, method, path, value=None, query=None):
-        """One request; returns (headers, body bytes). Raises AndorError for error statuses."""
+    def _request(self, method, path, value=None, query=None, into=None):
+        """One request; returns (headers, body). Raises AndorError for error statuses.
+
+        With ``into(length)`` returning a writable buffer, a successful body is read into that buffer.
+        """
         url = "/api/" + path + ("?" + urllib.parse.urlencode(query) if query else "")
         body = None if value is None else json.dumps({"value": value}).encode()
         headers = {"Content-Type": "application/json"} if body is not None else {}
@@ -55,7 +58,15 @@ class Camera:
             try:
                 self._conn.request(method, url, body=body, headers=headers)
                 response = self._conn.getresponse()
-                data = response.read()
+                length = response.getheader("Content-Length")
+                if into is not None and response.status < 400 and length is not None:
+                    data = into(int(length))
+                    if response.readinto(data) != len(data):
+                        self.close()
+                        raise ServerUnreachable(f"the server at {self.host}:{self.port} closed the connection "
+                                                f"in the middle of its answer")
+                else:
+                    data = response.read()
                 break
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
                 self.close()
@@ -166,9 +177,9 @@ class Camera:
         query = {"format": "raw"}
         if exposure_time is not None:
             query["exposure_time"] = repr(parse_seconds(exposure_time))
-        headers, data = self._request("GET", "snap", query=query)
+        headers, data = self._request("GET", "snap", query=query, into=bytearray)
         shape = tuple(int(n) for n in headers["X-Andor-Shape"].split(","))
-        image = np.frombuffer(data, dtype=np.dtype(headers["X-Andor-Dtype"])).reshape(shape)
+        image = np.frombuffer(data, dtype=np.dtype(headers["X-Andor-Dtype"])).reshape(shape)  # writable: a bytearray
         return image.astype(image.dtype.newbyteorder("="), copy=False)
 
     def snap_file(self, path, exposure_time=None):
