@@ -32,10 +32,15 @@ class Scene:
             rng.uniform(0.3, 1.0, n),  # brightness
         ])
         self._noise_cache = {}
+        self._painter = None
 
     def painter(self, left, top, width, height, hbin, vbin, exposure, max_value):
-        """A Painter for frames of this AOI (1-based sensor coordinates, size in super-pixels)."""
-        return Painter(self, left, top, width, height, hbin, vbin, exposure, max_value)
+        """A Painter for frames of this AOI (1-based sensor coordinates, size in super-pixels); the last
+        one is kept, since acquisitions usually repeat the settings of the one before."""
+        key = (left, top, width, height, hbin, vbin, exposure, max_value)
+        if self._painter is None or self._painter[0] != key:
+            self._painter = (key, Painter(self, *key))
+        return self._painter[1]
 
     def noise(self, size, sigma):
         """A bank of noise values, drawn once per size and level and reused at shifting offsets."""

@@ -337,8 +337,11 @@ class SimCamera:
     def _acquisition_start(self):
         if self._timeline is not None:
             raise CameraException(atcore.NOTWRITABLE, "AcquisitionStart: already acquiring")
-        now = self._time.now()
         v = self._v
+        # preparing the scene costs real time once per configuration: it counts as arming
+        self._painter = self._scene.painter(v["AOILeft"], v["AOITop"], v["AOIWidth"], v["AOIHeight"],
+                                            v["AOIHBin"], v["AOIVBin"], v["ExposureTime"], 2 ** self._bits() - 1)
+        now = self._time.now()
         size = self._image_size()
         self._config = {
             "PixelEncoding": v["PixelEncoding"], "AOIWidth": v["AOIWidth"], "AOIHeight": v["AOIHeight"],
@@ -359,8 +362,6 @@ class SimCamera:
         for _ in self._buffers:
             self._timeline.buffer_queued(now)
         self._stopped = None
-        self._painter = self._scene.painter(v["AOILeft"], v["AOITop"], v["AOIWidth"], v["AOIHeight"],
-                                            v["AOIHBin"], v["AOIVBin"], v["ExposureTime"], 2 ** self._bits() - 1)
         self._returned = 0
 
     def _acquisition_stop(self):
