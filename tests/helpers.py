@@ -35,3 +35,18 @@ def open_clock_camera(**overrides):
     sdk = clock_sdk(clock, **overrides)
     camera = result_of(AndorCamera.open(sdk, 0, defer.maybeDeferred, clock))
     return camera, camera._cam, clock
+
+
+# the simulated Neo as the command line would ask for it, arming quickly so the tests run fast
+SIM_OPTIONS = {"sim-model": "neo", "sim-onboard-memory": None, "sim-link-rate": None, "sim-arm-latency": 0.005}
+
+
+def sdk_with_camera_in_use():
+    """A simulated SDK whose camera another process holds: opening it fails with AT_ERR_DEVICEINUSE."""
+    from andor_twisted import tap
+
+    sdk = tap.simulated_sdk(SIM_OPTIONS)
+    in_use = sim.AndorSDK3()
+    in_use.GetCamera(0)
+    sdk.AndorSDK3 = lambda: in_use
+    return sdk

@@ -14,7 +14,8 @@ from andor_twisted.camera import atcore, sim
 from andor_twisted.service import CameraService
 from andor_twisted.web.site import make_site
 
-SIM = {"sim-model": "neo", "sim-onboard-memory": None, "sim-link-rate": None, "sim-arm-latency": 0.005}
+from tests.helpers import SIM_OPTIONS, sdk_with_camera_in_use
+
 
 
 class LoopbackServer:
@@ -22,7 +23,7 @@ class LoopbackServer:
 
     @defer.inlineCallbacks
     def start(self, sdk=None):
-        self.service = CameraService(sdk or tap.simulated_sdk(SIM), 0, reactor, "simulated neo")
+        self.service = CameraService(sdk or tap.simulated_sdk(SIM_OPTIONS), 0, reactor, "simulated neo")
         self.service.startService()
         yield self.service.opened
         self.port = reactor.listenTCP(0, make_site(self.service), interface="127.0.0.1")
@@ -243,12 +244,8 @@ class UnreachableTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_camera_that_cannot_open_503(self):
         """A camera that failed to open: every API call is 503 with the SDK's reason."""
-        sdk = tap.simulated_sdk(SIM)
-        in_use = sim.AndorSDK3()
-        in_use.GetCamera(0)
-        sdk.AndorSDK3 = lambda: in_use
         server = LoopbackServer()
-        yield server.start(sdk)
+        yield server.start(sdk_with_camera_in_use())
         self.addCleanup(server.stop)
         status, kind, answer = yield threads.deferToThread(server.raw, "GET", "/api/camera")
         self.assertEqual((status, answer["error"]), (503, "camera_not_ready"))

@@ -4,16 +4,16 @@ from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from andor_twisted import tap
-from andor_twisted.camera import sim
 from andor_twisted.camera.errors import CameraError, CameraNotReady
 from andor_twisted.service import CameraService
 
-SIM = {"sim-model": "neo", "sim-onboard-memory": None, "sim-link-rate": None, "sim-arm-latency": 0.0}
+from tests.helpers import SIM_OPTIONS, sdk_with_camera_in_use
+
 
 
 class ServiceTests(unittest.TestCase):
     def service(self, sdk=None, on_open_failure=None):
-        return CameraService(sdk or tap.simulated_sdk(SIM), 0, reactor, "simulated neo", on_open_failure)
+        return CameraService(sdk or tap.simulated_sdk(SIM_OPTIONS), 0, reactor, "simulated neo", on_open_failure)
 
     @defer.inlineCallbacks
     def test_start_opens_stop_closes(self):
@@ -50,12 +50,8 @@ class ServiceTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_open_failure_reported(self):
         """A camera that cannot be opened is reported once, with the SDK's reason."""
-        sdk = tap.simulated_sdk(SIM)
-        in_use = sim.AndorSDK3()
-        in_use.GetCamera(0)
-        sdk.AndorSDK3 = lambda: in_use
         failures = []
-        service = self.service(sdk, failures.append)
+        service = self.service(sdk_with_camera_in_use(), failures.append)
         service.startService()
         yield service.opened
         self.assertEqual(len(failures), 1)

@@ -120,3 +120,20 @@ class OptionsTests(unittest.TestCase):
         reactor.advance(0)
         self.assertFalse(reactor.running)
         self.assertTrue(reactor.hasStopped)
+
+
+class JournalTests(unittest.TestCase):
+    def test_lines_carry_priority_not_time(self):
+        """Journal lines start with a syslog priority and carry no timestamp of their own."""
+        import io
+
+        from twisted.logger import Logger, LogPublisher
+
+        from andor_twisted import journal
+
+        out = io.StringIO()
+        publisher = LogPublisher(journal.observer(out))
+        log = Logger(namespace="andor", observer=publisher)
+        log.info("camera {name} open", name="neo")
+        log.error("link lost")
+        self.assertEqual(out.getvalue(), "<6>[andor#info] camera neo open\n<3>[andor#error] link lost\n")

@@ -204,7 +204,8 @@ class AndorCamera:
             raise InvalidValue("wrong_type", "the AOI is an object with any of left, top, width, height")
         unknown = sorted(set(changes) - {"left", "top", "width", "height"})
         if unknown:
-            raise InvalidValue("unknown_field", f"the AOI has no field {unknown[0]!r}; fields: left, top, width, height")
+            raise InvalidValue("unknown_field",
+                               f"the AOI has no field {unknown[0]!r}; fields: left, top, width, height")
         self._check_idle("the AOI")
         changes = {key: _coerce(f"AOI {key}", "int", value) for key, value in changes.items()}
         return self._call(self._apply_aoi, changes, None)
@@ -221,7 +222,8 @@ class AndorCamera:
         if isinstance(binning, int) and not isinstance(binning, bool):
             binning = f"{binning}x{binning}"
         if not isinstance(binning, str):
-            raise InvalidValue("wrong_type", f"binning is a factor such as 2 or a string such as '2x2', not {binning!r}")
+            raise InvalidValue("wrong_type",
+                               f"binning is a factor such as 2 or a string such as '2x2', not {binning!r}")
         return self._call(self._apply_aoi, {}, binning).addCallback(lambda aoi: self.get_binning())
 
     def _apply_aoi(self, changes, binning):
@@ -246,18 +248,14 @@ class AndorCamera:
                     f"{origin} + {size} - 1 <= {sensor[size]}", aoi=aoi, sensor=sensor)
         width, height = aoi["width"] // hbin, aoi["height"] // vbin
         for name, value in (("AOIWidth", width), ("AOIHeight", height)):
-            if value < 1:
-                raise InvalidValue("out_of_range", f"the AOI is smaller than one {hbin}x{vbin} super-pixel",
-                                   aoi=aoi)
+            low = max(getattr(cam, "min_" + name), 1)
+            if value < low:
+                raise InvalidValue("out_of_range", f"the AOI is {value} super-pixels of {hbin}x{vbin} in {name}; "
+                                                   f"the camera's smallest is {low}", feature=name, min=low, aoi=aoi)
         if binning is not None:
             cam.AOIBinning = binning
         cam.AOILeft, cam.AOITop = 1, 1
-        for name, value in (("AOIWidth", width), ("AOIHeight", height)):
-            low = getattr(cam, "min_" + name)
-            if value < low:
-                raise InvalidValue("out_of_range", f"the camera's smallest {name} is {low} super-pixels",
-                                   feature=name, min=low)
-            setattr(cam, name, value)
+        cam.AOIWidth, cam.AOIHeight = width, height
         cam.AOILeft, cam.AOITop = aoi["left"], aoi["top"]
         return self._read_aoi()
 

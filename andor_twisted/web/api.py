@@ -12,7 +12,6 @@ import json
 import numpy as np
 from twisted.internet import defer, threads
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web import resource, server
 
 from andor_twisted.camera.errors import (AcquisitionRunning, CameraError, CameraNotReady, CameraTimeout,
