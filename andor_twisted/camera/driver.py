@@ -67,7 +67,7 @@ class AndorCamera:
         self._cam = sdk_camera
         self.features = features  # {name: type} of what this camera implements
         self._sdk_exception = sdk_exception
-        self._call_raw = call
+        self._submit = call
         self._clock = clock
         self.acquiring = None  # what holds the camera: "snap", a burst, ... or None
         self._queued = collections.deque()  # our buffers, in the order the SDK will fill them
@@ -101,7 +101,7 @@ class AndorCamera:
     def _call(self, fn, *args):
         if self._closed:
             return defer.fail(CameraNotReady("the camera has been closed (the server is stopping)"))
-        d = self._call_raw(fn, *args)
+        d = self._submit(fn, *args)
         d.addErrback(_translate, self._sdk_exception)
         return d
 
