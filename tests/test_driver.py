@@ -1,6 +1,7 @@
 """The driver against the simulated SDK: features, AOI and binning, snaps in every pixel encoding."""
 
 import threading
+import types
 
 import numpy as np
 from twisted.internet import defer, reactor, threads
@@ -11,6 +12,7 @@ from andor_twisted.camera import atcore
 from andor_twisted.camera.driver import WAIT_SLICE_MS, AndorCamera
 from andor_twisted.camera.errors import (AcquisitionRunning, CameraTimeout, InvalidValue, SDKError,
                                          UnknownFeature)
+from andor_twisted.camera import sim
 from andor_twisted.camera.sim import CameraException
 
 from tests.helpers import open_clock_camera, result_of
@@ -199,8 +201,6 @@ class ThreadOwnershipTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_one_thread_owns_the_sdk(self):
-        from tests.helpers import clock_sdk
-        from andor_twisted.camera import sim
         seen, waits = set(), []
 
         class Recording(sim.SimCamera):
@@ -212,9 +212,8 @@ class ThreadOwnershipTests(unittest.TestCase):
                 waits.append(timeout)
                 return super().wait_buffer(timeout)
 
-        sdk = clock_sdk(None)
-        sdk.AndorSDK3 = lambda: type("SDK", (), {"GetCamera": lambda self, i: Recording(
-            sim.MODELS["neo"], sim.SystemTime())})()
+        one_camera = types.SimpleNamespace(GetCamera=lambda index: Recording(sim.MODELS["neo"], sim.SystemTime()))
+        sdk = types.SimpleNamespace(AndorSDK3=lambda: one_camera, CameraException=sim.CameraException)
         pool = ThreadPool(1, 1, name="andor-sdk-test")
         pool.start()
         self.addCleanup(pool.stop)

@@ -10,7 +10,7 @@ import urllib.parse
 
 import numpy as np
 
-from andor.errors import AndorError, ServerUnreachable, error_for
+from andor.errors import ServerUnreachable, error_for
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(s|ms|us|µs|ns|min)?\s*$")
 _SECONDS_PER = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "min": 60.0}
@@ -174,10 +174,7 @@ class Camera:
 
     def snap(self, exposure_time=None):
         """Expose one frame and return it as a 2-D numpy array (uint16; uint32 for Mono32)."""
-        query = {"format": "raw"}
-        if exposure_time is not None:
-            query["exposure_time"] = repr(parse_seconds(exposure_time))
-        headers, data = self._request("GET", "snap", query=query, into=bytearray)
+        headers, data = self._request("GET", "snap", query=_snap_query("raw", exposure_time), into=bytearray)
         shape = tuple(int(n) for n in headers["X-Andor-Shape"].split(","))
         image = np.frombuffer(data, dtype=np.dtype(headers["X-Andor-Dtype"])).reshape(shape)  # writable: a bytearray
         return image.astype(image.dtype.newbyteorder("="), copy=False)
@@ -187,12 +184,13 @@ class Camera:
         fmt = {"tif": "tiff", "tiff": "tiff", "fits": "fits", "fit": "fits"}.get(str(path).rsplit(".", 1)[-1].lower())
         if fmt is None:
             raise ValueError(f"{path!r}: the file name should end in .tiff, .tif, .fits or .fit")
-        query = {"format": fmt}
-        if exposure_time is not None:
-            query["exposure_time"] = repr(parse_seconds(exposure_time))
         with open(path, "wb") as f:
-            f.write(self._request("GET", "snap", query=query)[1])
+            f.write(self._request("GET", "snap", query=_snap_query(fmt, exposure_time))[1])
         return path
 
 
-__all__ = ["Camera", "AndorError", "parse_seconds"]
+def _snap_query(fmt, exposure_time):
+    query = {"format": fmt}
+    if exposure_time is not None:
+        query["exposure_time"] = repr(parse_seconds(exposure_time))
+    return query

@@ -105,7 +105,7 @@ class SimCamera:
         }
         self._thermal = (AMBIENT, time.now())  # temperature at the last change of cooling, and when
         self._clock_zero = time.now()
-        self._buffers = collections.deque()  # (buffer, size) in the order the host queued them
+        self._buffers = collections.deque()  # host buffers, in the order they were queued
         self._timeline = None  # the running acquisition
         self._stopped = None  # the last one, whose delivered frames can still be collected
         self._config = None
