@@ -11,6 +11,7 @@ from twisted.python import usage
 from andor_twisted.camera import sdk3
 from andor_twisted.camera.sim import MODELS
 from andor_twisted.service import CameraService
+from andor_twisted.acquisition.burst import Bursts
 from andor_twisted.web.site import make_site
 
 DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
@@ -50,8 +51,11 @@ class Options(usage.Options):
         ["sim-link-rate", None, None, "simulated interface bandwidth, bytes/s [default: the model's]", parse_rate],
         ["sim-arm-latency", None, None, "simulated AcquisitionStart latency, seconds [default: the model's]",
          parse_seconds],
+        ["sim-fault-after", None, None, "simulate a lost camera link (AT_ERR_COMM) after this many frames of "
+         "an acquisition", int],
         ["spool-memory-limit", None, None, "most bytes the burst spool may hold [default: half the RAM]",
          parse_size],
+        ["burst-idle-timeout", None, 600.0, "discard a burst nobody has read for this long, seconds", parse_seconds],
     ]
 
     def __init__(self):
@@ -89,7 +93,7 @@ def simulated_sdk(options, time=None):
 
     model = MODELS[options["sim-model"]].with_overrides(
         onboard_memory=options["sim-onboard-memory"], link_rate=options["sim-link-rate"],
-        arm_latency=options["sim-arm-latency"])
+        arm_latency=options["sim-arm-latency"], fault_after_frames=options.get("sim-fault-after"))
     return types.SimpleNamespace(AndorSDK3=functools.partial(sim.AndorSDK3, model=model, time=time),
                                  CameraException=sim.CameraException, model=model)
 
@@ -112,7 +116,9 @@ def makeService(options, reactor=None):
     top = service.MultiService()
     camera = CameraService(sdk, options["camera-index"], reactor, description, on_open_failure=stop_on_failure)
     camera.setServiceParent(top)
-    site = make_site(camera)
+    bursts = Bursts(camera, reactor, options["spool-memory-limit"], options["burst-idle-timeout"])
+    bursts.setServiceParent(top)  # after the camera: stopping discards the burst before the camera closes
+    site = make_site(camera, bursts)
     for endpoint in options["listen"]:
         strports.service(endpoint, site, reactor=reactor).setServiceParent(top)
     return top

@@ -1,10 +1,18 @@
 """Shared test fixtures: a simulated SDK on a task.Clock, a synchronous SDK call, and a loopback server."""
 
 import functools
+import http.client
+import json
 import types
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
+
+import andor
+from andor_twisted import tap
+from andor_twisted.acquisition.burst import Bursts
+from andor_twisted.service import CameraService
+from andor_twisted.web.site import make_site
 
 from andor_twisted.camera import sim
 from andor_twisted.camera.driver import AndorCamera
@@ -38,15 +46,48 @@ def open_clock_camera(**overrides):
 
 
 # the simulated Neo as the command line would ask for it, arming quickly so the tests run fast
-SIM_OPTIONS = {"sim-model": "neo", "sim-onboard-memory": None, "sim-link-rate": None, "sim-arm-latency": 0.005}
+SIM_OPTIONS = {"sim-model": "neo", "sim-onboard-memory": None, "sim-link-rate": None, "sim-arm-latency": 0.005,
+               "sim-fault-after": None}
 
 
 def sdk_with_camera_in_use():
     """A simulated SDK whose camera another process holds: opening it fails with AT_ERR_DEVICEINUSE."""
-    from andor_twisted import tap
-
     sdk = tap.simulated_sdk(SIM_OPTIONS)
     in_use = sim.AndorSDK3()
     in_use.GetCamera(0)
     sdk.AndorSDK3 = lambda: in_use
     return sdk
+
+
+class LoopbackServer:
+    """A camera service and its site on 127.0.0.1, and a client for it."""
+
+    @defer.inlineCallbacks
+    def start(self, sdk=None, memory_limit=1 << 30, idle_timeout=600.0):
+        self.service = CameraService(sdk or tap.simulated_sdk(SIM_OPTIONS), 0, reactor, "simulated neo")
+        self.service.startService()
+        yield self.service.opened
+        self.bursts = Bursts(self.service, reactor, memory_limit, idle_timeout)
+        self.bursts.startService()
+        self.port = reactor.listenTCP(0, make_site(self.service, self.bursts), interface="127.0.0.1")
+        self.address = f"127.0.0.1:{self.port.getHost().port}"
+        self.cam = andor.Camera(self.address)
+
+    @defer.inlineCallbacks
+    def stop(self):
+        self.cam.close()
+        yield self.port.stopListening()
+        yield self.bursts.stopService()
+        yield self.service.stopService()
+
+    def raw(self, method, path, body=None):
+        """(status, content type, parsed JSON or bytes) of one plain HTTP request."""
+        conn = http.client.HTTPConnection(*self.address.split(":"), timeout=30)
+        if body is not None and not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        conn.request(method, path, body=body)
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        kind = response.getheader("Content-Type")
+        return response.status, kind, json.loads(data) if kind == "application/json" else data

@@ -1,52 +1,17 @@
 """The HTTP API end to end: a real server on a loopback port, driven by the real client."""
 
 import http.client
-import json
 import os
 
 import numpy as np
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer, threads
 from twisted.trial import unittest
 
 import andor
-from andor_twisted import tap
 from andor_twisted.camera import atcore, sim
-from andor_twisted.service import CameraService
-from andor_twisted.web.site import make_site
 
-from tests.helpers import SIM_OPTIONS, sdk_with_camera_in_use
+from tests.helpers import LoopbackServer, sdk_with_camera_in_use
 
-
-
-class LoopbackServer:
-    """A camera service and its site on 127.0.0.1, and a client for it."""
-
-    @defer.inlineCallbacks
-    def start(self, sdk=None):
-        self.service = CameraService(sdk or tap.simulated_sdk(SIM_OPTIONS), 0, reactor, "simulated neo")
-        self.service.startService()
-        yield self.service.opened
-        self.port = reactor.listenTCP(0, make_site(self.service), interface="127.0.0.1")
-        self.address = f"127.0.0.1:{self.port.getHost().port}"
-        self.cam = andor.Camera(self.address)
-
-    @defer.inlineCallbacks
-    def stop(self):
-        self.cam.close()
-        yield self.port.stopListening()
-        yield self.service.stopService()
-
-    def raw(self, method, path, body=None):
-        """(status, content type, parsed JSON or bytes) of one plain HTTP request."""
-        conn = http.client.HTTPConnection(*self.address.split(":"), timeout=30)
-        if body is not None and not isinstance(body, bytes):
-            body = json.dumps(body).encode()
-        conn.request(method, path, body=body)
-        response = conn.getresponse()
-        data = response.read()
-        conn.close()
-        kind = response.getheader("Content-Type")
-        return response.status, kind, json.loads(data) if kind == "application/json" else data
 
 
 class APITestCase(unittest.TestCase):

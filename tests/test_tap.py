@@ -68,7 +68,7 @@ class OptionsTests(unittest.TestCase):
         """Bad options end in a one-line UsageError saying what is wrong."""
         cases = [
             (["--camera", "usb"], "sdk3:INDEX"),
-            (["--sim-model", "ixon"], "neo, zyla"),
+            (["--sim-model", "ixon"], "neo, ideal, zyla"),
             (["--sim-onboard-memory", "lots"], "not a size"),
             (["--sim-arm-latency", "-1"], "negative"),
             (["--frobnicate"], "frobnicate"),
@@ -96,13 +96,14 @@ class OptionsTests(unittest.TestCase):
         self.assertEqual(options["camera-index"], 2)
 
     def test_make_service(self):
-        """makeService builds the camera service and one server per --listen, camera first."""
+        """makeService builds the camera service, then the bursts (stopped before the camera), then one
+        server per --listen."""
         options = self.parse("--listen", "tcp:0", "--listen", "tcp:0:interface=127.0.0.2")
         top = tap.makeService(options, reactor=MemoryReactorClock())
         self.assertIsInstance(top, MultiService)
         children = list(top)
-        self.assertEqual(len(children), 3)
-        self.assertEqual(type(children[0]).__name__, "CameraService")
+        self.assertEqual([type(c).__name__ for c in children][:2], ["CameraService", "Bursts"])
+        self.assertEqual(len(children), 4)
         self.assertIn("simulated neo", children[0].description)
 
     def test_camera_open_failure_stops_with_an_error_status(self):

@@ -45,16 +45,19 @@ def rows_view(raw, height, stride):
     return np.frombuffer(raw, dtype=np.uint8, count=height * stride).reshape(height, stride)
 
 
-def decode(raw, encoding, width, height, stride):
-    """A new 2-D array with the pixels of ``raw``, row padding stripped.
+def decode(raw, encoding, width, height, stride, copy=True):
+    """The pixels of ``raw`` as a 2-D array, row padding stripped.
 
-    Always a copy, so the caller can hand the buffer back to the SDK at once.
+    A copy by default, so the caller can hand the buffer back to the SDK at once. With ``copy=False``
+    the 16- and 32-bit encodings come back as a (possibly strided) view of ``raw`` that is only valid
+    until the buffer is reused; Mono12Packed is always unpacked into a new array.
     """
     rows = rows_view(raw, height, stride)
     if encoding == "Mono12Packed":
         return _unpack12(rows, width)
     dtype = np.dtype(pixel_dtype(encoding)).newbyteorder("<")
-    return rows[:, : row_bytes(encoding, width)].view(dtype).astype(dtype.newbyteorder("="))
+    view = rows[:, : row_bytes(encoding, width)].view(dtype)
+    return view.astype(dtype.newbyteorder("=")) if copy else view
 
 
 def encode_into(image, raw, encoding, stride):

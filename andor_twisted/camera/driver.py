@@ -8,7 +8,7 @@ other requests (a temperature reading, say) get their turn in the SDK thread dur
 
 import collections
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from twisted.internet import defer
@@ -51,6 +51,7 @@ class Frame:
     frame_number: int
     ticks: int | None
     tick_frequency: int | None
+    message: bytes | None = None  # the frame as a stream sends it, when one packed it (image is a view of it)
 
     @property
     def timestamp(self):
@@ -270,37 +271,34 @@ class AndorCamera:
     def release(self):
         self.acquiring = None
 
-    def snap(self, exposure_time=None):
-        """Expose and read one frame (a ``Frame``), optionally setting the exposure time first."""
-        return defer.maybeDeferred(self._snap, exposure_time)
+    def start(self, purpose, n_buffers, frame_rate=None):
+        """Claim the camera for ``purpose`` and start a continuous acquisition (at ``frame_rate`` if
+        given) with ``n_buffers`` buffers queued. Returns the frame layout for ``next_frames``.
 
-    @defer.inlineCallbacks
-    def _snap(self, exposure_time):
-        if exposure_time is not None:
-            exposure_time = _coerce("ExposureTime", "float", exposure_time)
-        self.claim("snap")
-        try:
-            if exposure_time is not None:
-                yield self._call(self._set_checked, "ExposureTime", "float", exposure_time)
-            layout = yield self._call(self._start, 1)
-            frame = yield self.next_frame(layout, 0, requeue=False)
-        finally:
-            try:
-                yield self._call(self._stop)
-            finally:
-                self.release()
-        return frame
+        Settings cannot change until ``stop``. The 'Fixed' cycle mode proved unreliable on real
+        cameras; continuous with an explicit stop is not.
+        """
+        return defer.maybeDeferred(self._start, purpose, n_buffers, frame_rate)
 
-    def _start(self, n_buffers):
-        """In the SDK thread: queue buffers and start a continuous acquisition (the 'Fixed' cycle mode
-        proved unreliable on real cameras; an explicit stop is not). Returns the frame layout."""
+    def _start(self, purpose, n_buffers, frame_rate):
+        if frame_rate is not None:
+            frame_rate = _coerce("FrameRate", "float", frame_rate)
+        self.claim(purpose)
+        d = self._call(self._arm, n_buffers, frame_rate)
+        d.addErrback(lambda failure: (self.release(), failure)[1])
+        return d
+
+    def _arm(self, n_buffers, frame_rate):
+        """In the SDK thread: configure, queue buffers, start. Returns the frame layout."""
         cam = self._cam
         if "TriggerMode" in self.features:
             cam.TriggerMode = "Internal"
         cam.CycleMode = "Continuous"
+        if frame_rate is not None:
+            self._set_checked("FrameRate", "float", frame_rate)
         layout = {
             "size": cam.ImageSizeBytes, "encoding": cam.PixelEncoding, "width": cam.AOIWidth,
-            "height": cam.AOIHeight, "stride": cam.AOIStride,
+            "height": cam.AOIHeight, "stride": cam.AOIStride, "frame_rate": cam.FrameRate,
             "tick_frequency": cam.TimestampClockFrequency if "TimestampClockFrequency" in self.features else None,
             "timestamps": "MetadataTimestamp" in self.features and cam.MetadataEnable and cam.MetadataTimestamp,
             "timeout_s": cam.ExposureTime + 1.0 / cam.FrameRate + FIRST_FRAME_GRACE_S,
@@ -309,6 +307,12 @@ class AndorCamera:
             self._queue(np.empty(layout["size"], np.uint8), layout["size"])
         cam.AcquisitionStart()
         return layout
+
+    def stop(self):
+        """Stop the acquisition and release the camera (even if stopping fails)."""
+        d = self._call(self._stop)
+        d.addBoth(lambda result: (self.release(), result)[1])
+        return d
 
     def _stop(self):
         """In the SDK thread: stop, then flush (flushing a running camera froze some of them)."""
@@ -321,26 +325,60 @@ class AndorCamera:
         self._queued.append(buf)
 
     @defer.inlineCallbacks
-    def next_frame(self, layout, frame_number, requeue=True):
-        """The next frame of the running acquisition, waiting at most ``layout['timeout_s']``."""
+    def next_frames(self, layout, first_number, max_count=1, pack=None):
+        """The next frames of the running acquisition: waits (at most ``layout['timeout_s']``) for one,
+        then takes up to ``max_count`` in all of those already waiting, in one trip to the SDK thread.
+
+        ``pack(frame)``, called in the SDK thread, must return a frame that owns its pixels: the
+        frame it gets has an image that is a view into an SDK buffer about to be reused. The default
+        copies the image; a stream can serialize it for the wire instead, making that its only copy.
+        """
         deadline = self._clock.seconds() + layout["timeout_s"]
         while True:
             try:
-                return (yield self._call(self._wait_and_decode, layout, frame_number, requeue))
+                return (yield self._call(self._take, layout, first_number, max_count, pack or _copy_image))
             except CameraTimeout as e:
                 if self._clock.seconds() >= deadline:
                     raise CameraTimeout(atcore.TIMEDOUT, f"no frame from the camera within "
                                                          f"{layout['timeout_s']:.1f} s") from e
 
-    def _wait_and_decode(self, layout, frame_number, requeue):
-        """In the SDK thread: wait one slice for a buffer, copy its pixels out, give it back."""
-        self._cam.wait_buffer(WAIT_SLICE_MS)
+    def _take(self, layout, first_number, max_count, pack):
+        """In the SDK thread: wait one slice for a frame, then take those already there. A failure
+        after the first frame ends the batch; the next call meets it again."""
+        frames = [self._take_one(layout, first_number, WAIT_SLICE_MS, pack)]
+        while len(frames) < max_count:
+            try:
+                frames.append(self._take_one(layout, first_number + len(frames), 0, pack))
+            except self._sdk_exception:
+                break
+        return frames
+
+    def _take_one(self, layout, frame_number, timeout_ms, pack):
+        self._cam.wait_buffer(timeout_ms)
         raw = self._queued.popleft()  # buffers come back in the order they were queued
-        image = buffers.decode(raw, layout["encoding"], layout["width"], layout["height"], layout["stride"])
+        image = buffers.decode(raw, layout["encoding"], layout["width"], layout["height"], layout["stride"],
+                               copy=False)
         ticks = buffers.read_ticks(raw, layout["size"]) if layout["timestamps"] else None
-        if requeue:
-            self._queue(raw, layout["size"])
-        return Frame(image, frame_number, ticks, layout["tick_frequency"])
+        frame = pack(Frame(image, frame_number, ticks, layout["tick_frequency"]))
+        self._queue(raw, layout["size"])
+        return frame
+
+    def snap(self, exposure_time=None):
+        """Expose and read one frame (a ``Frame``), optionally setting the exposure time first."""
+        return defer.maybeDeferred(self._snap, exposure_time)
+
+    @defer.inlineCallbacks
+    def _snap(self, exposure_time):
+        if exposure_time is not None:
+            exposure_time = _coerce("ExposureTime", "float", exposure_time)
+            self._check_idle("the exposure time")
+            yield self._call(self._set_checked, "ExposureTime", "float", exposure_time)
+        layout = yield self.start("snap", 1)
+        try:
+            frames = yield self.next_frames(layout, 0)
+        finally:
+            yield self.stop()
+        return frames[0]
 
     def close(self):
         """Stop any acquisition and close the camera."""
@@ -353,6 +391,10 @@ class AndorCamera:
         d = self._call(_close)
         self._closed = True
         return d
+
+
+def _copy_image(frame):
+    return replace(frame, image=frame.image.copy())
 
 
 def _coerce(name, kind, value):

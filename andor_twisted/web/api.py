@@ -14,12 +14,15 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.web import resource, server
 
+from andor_twisted.acquisition.burst import BurstDiscarded, NoSuchBurst
 from andor_twisted.camera.errors import (AcquisitionRunning, CameraError, CameraNotReady, CameraTimeout,
                                          InvalidValue, SDKError, UnknownFeature)
 
 MAX_BODY_BYTES = 64 * 1024
 STATUS = [  # most specific first
     (UnknownFeature, 404),
+    (NoSuchBurst, 404),
+    (BurstDiscarded, 409),
     (InvalidValue, 400),
     (AcquisitionRunning, 409),
     (CameraNotReady, 503),
@@ -51,9 +54,10 @@ class CameraAPI(resource.Resource):
     isLeaf = True
     log = Logger()
 
-    def __init__(self, camera_service):
+    def __init__(self, camera_service, bursts):
         super().__init__()
         self.service = camera_service
+        self.bursts = bursts
         self.routes = [
             ("GET", ("camera",), self.describe_camera),
             ("GET", ("features",), self.list_features),
@@ -69,6 +73,9 @@ class CameraAPI(resource.Resource):
             ("GET", ("temperature_setpoint", "options"),
              lambda cam, req, args: cam.info("TemperatureControl").addCallback(lambda i: i["available_options"])),
             ("GET", ("snap",), self.snap),
+            ("POST", ("burst",), self.start_burst),
+            ("GET", ("burst",), lambda cam, req, args: self.bursts.get().status()),
+            ("DELETE", ("burst",), lambda cam, req, args: self.bursts.discard().addCallback(lambda b: b.status())),
         ]
         for path, (feature, writable) in FEATURE_ENDPOINTS.items():
             self.routes.append(("GET", (path,), lambda cam, req, args, f=feature: cam.get(f)))
@@ -177,6 +184,21 @@ class CameraAPI(resource.Resource):
         snap = Snap(frame, fmt, exposure, self.service.description)
         yield threads.deferToThread(snap.encode)  # copying or writing out a full frame takes a while
         return snap
+
+
+    def start_burst(self, cam, request, args):
+        """Start a burst at once: {"frames": N, "fps": F, "spool": S}; its frames are then read from
+        /stream/burst?id=ID."""
+        value = _value(request)
+        if not isinstance(value, dict):
+            raise APIError(400, "wrong_type", 'a burst is {"frames": N, "fps": F, "spool": S}')
+        unknown = sorted(set(value) - {"frames", "fps", "spool"})
+        if unknown:
+            raise APIError(400, "unknown_field", f"a burst has no field {unknown[0]!r}; fields: frames, fps, spool")
+        if "frames" not in value:
+            raise APIError(400, "missing_value", "a burst needs frames (and fps, spool)")
+        d = self.bursts.start(value["frames"], value.get("fps"), value.get("spool", 0))
+        return d.addCallback(lambda burst: burst.status())
 
 
 class Snap:

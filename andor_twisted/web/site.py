@@ -1,34 +1,27 @@
-"""The one twisted.web Site: the control API under /api and a landing page at /."""
+"""The one twisted.web Site: the viewer page at /, its files under /static, the control API under /api,
+frame streams (WebSocket) under /stream."""
 
-from html import escape
+import os
 
-from twisted.web import resource, server
+from twisted.web import resource, server, static
 
+from andor_twisted.web import stream
 from andor_twisted.web.api import CameraAPI
 
-
-class LandingPage(resource.Resource):
-    isLeaf = True
-
-    def __init__(self, camera_service):
-        super().__init__()
-        self.service = camera_service
-
-    def render_GET(self, request):
-        request.setHeader("Content-Type", "text/html; charset=utf-8")
-        camera = escape(self.service.description)
-        return (
-            "<!doctype html><meta charset=utf-8><title>andor-twisted</title>"
-            f"<h1>andor-twisted</h1><p>Camera: {camera}</p>"
-            "<p>Control API: <a href=api/camera>/api/camera</a>, <a href=api/features>/api/features</a>, "
-            "<a href=api/snap?format=tiff>/api/snap?format=tiff</a>. See the README for the rest.</p>"
-        ).encode()
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
 
-def make_site(camera_service):
+def make_site(camera_service, bursts):
     root = resource.Resource()
-    root.putChild(b"", LandingPage(camera_service))
-    root.putChild(b"api", CameraAPI(camera_service))
+    root.putChild(b"", static.File(os.path.join(STATIC, "index.html"), defaultType="text/html"))
+    files = static.File(STATIC)
+    files.contentTypes = {**files.contentTypes, ".js": "text/javascript", ".mjs": "text/javascript",
+                          ".css": "text/css", ".json": "application/json"}
+    root.putChild(b"static", files)
+    root.putChild(b"api", CameraAPI(camera_service, bursts))
+    streams = resource.Resource()
+    streams.putChild(b"burst", stream.burst_stream(bursts))
+    root.putChild(b"stream", streams)
     site = server.Site(root)
     site.displayTracebacks = False
     return site

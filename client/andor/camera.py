@@ -10,6 +10,7 @@ import urllib.parse
 
 import numpy as np
 
+from andor.burst import BurstFrames
 from andor.errors import ServerUnreachable, error_for
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(s|ms|us|µs|ns|min)?\s*$")
@@ -187,6 +188,48 @@ class Camera:
         with open(path, "wb") as f:
             f.write(self._request("GET", "snap", query=_snap_query(fmt, exposure_time))[1])
         return path
+
+
+    # ---- bursts ----
+
+    def burst(self, frames, fps, serverSpool=0):
+        """Take a burst of images, returned as a generator of 2-D arrays.
+
+        The server starts capturing as soon as it gets the request, before this returns, whether or
+        not the generator is read yet; frames wait in its spool until they are.
+
+        Parameters
+        ----------
+        frames : int
+            number of frames to take
+        fps : float
+            frame rate; the camera refuses rates beyond its maximum for the current exposure and AOI
+        serverSpool : int
+            size of the spool on the server, in frames, that holds frames the client has not read
+            yet. 0 means the whole burst, so the capture runs at ``fps`` whatever the reader's pace (the
+            server takes memory frame by frame and is capped by its --spool-memory-limit). When the
+            spool is full the server stops taking frames off the camera; once the camera's on-head
+            memory fills too, it exposes only as fast as the reader frees room, and the timestamps show it.
+
+        Returns
+        -------
+        BurstFrames
+            a generator yielding 2-D arrays (uint16; uint32 for Mono32), with ``frame_numbers``,
+            ``timestamps`` (seconds, camera clock) and, at the end, ``summary``. Iterating it raises
+            ``andor.AndorError`` if the server fails mid-burst, after the frames captured before that.
+        """
+        status = json.loads(self._request("POST", "burst", {"frames": frames, "fps": fps,
+                                                            "spool": serverSpool})[1])["value"]
+        return BurstFrames(self, status)
+
+    def burst_status(self):
+        """The newest burst's status: state, captured, sent, acknowledged, spool occupancy, ..."""
+        return self._get("burst")
+
+    def resume_burst(self):
+        """A new generator for the newest burst, starting at its first frame not yet acknowledged
+        (after a reader broke off or lost its connection)."""
+        return BurstFrames(self, self._get("burst"))
 
 
 def _snap_query(fmt, exposure_time):

@@ -25,6 +25,10 @@ class CameraFailure(AndorError):
     """5xx: the camera or the server failed; ``details['sdk_error']`` names the SDK error if any."""
 
 
+class BurstDiscarded(AndorError):
+    """The burst is gone from the server: a newer burst replaced it, or nobody read it in time."""
+
+
 class ServerUnreachable(AndorError):
     """No answer from the server at all."""
 

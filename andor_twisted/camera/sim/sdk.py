@@ -9,6 +9,7 @@ raising AttributeError. Behind it, ``Timeline`` decides when frames exist and ``
 
 import collections
 import math
+import weakref
 
 import numpy as np
 
@@ -110,6 +111,7 @@ class SimCamera:
         self._stopped = None  # the last one, whose delivered frames can still be collected
         self._config = None
         self._returned = 0  # frames of this acquisition handed to the host
+        self._painted = {}  # static scene: id(buffer) -> (weakref to it, the painter whose image it holds)
         self.is_open = True
 
     # ---- the pyAndorSDK3 attribute surface ----
@@ -405,6 +407,9 @@ class SimCamera:
             if timeline is not None:
                 ready = timeline.delivery_time(self._returned, now)
                 if ready is not None and ready <= now:
+                    if self._returned == self._model.fault_after_frames:
+                        raise CameraException(atcore.COMM, f"lost the link to the camera (simulated fault "
+                                                           f"after {self._returned} frames)")
                     return self._deliver(timeline, self._returned)
                 timeline.exposed_by(now)
                 if timeline.fault is not None and timeline.fault[1] <= now:
@@ -421,7 +426,15 @@ class SimCamera:
         height, width, stride, encoding = c["AOIHeight"], c["AOIWidth"], c["AOIStride"], c["PixelEncoding"]
         rows = buffers.rows_view(buf, height, stride)
         if encoding in ("Mono12", "Mono16"):  # paint straight into the buffer: no extra copy
-            self._painter.paint(k, exposed - timeline.start, rows[:, : 2 * width].view("<u2"))
+            out = rows[:, : 2 * width].view("<u2")
+            if not self._model.static_scene:
+                self._painter.paint(k, exposed - timeline.start, out)
+            else:
+                painted = self._painted.get(id(buf))
+                if painted is None or painted[0]() is not buf or painted[1] is not self._painter:
+                    self._painter.paint(0, 0.0, out)
+                    self._painted[id(buf)] = (weakref.ref(buf), self._painter)
+                self._painter.restamp(k, out)
         else:
             image = self._painter.paint(k, exposed - timeline.start, np.empty((height, width), np.uint16))
             buffers.encode_into(image, buf, encoding, stride)

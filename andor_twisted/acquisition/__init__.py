@@ -1,0 +1,1 @@
+"""Acquisitions that outlive a request: bursts through the spool (and the live view)."""

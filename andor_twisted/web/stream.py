@@ -1,0 +1,180 @@
+"""Frame streams over WebSocket: the burst stream, sending one binary message per frame from the spool.
+
+Flow control is the reader's acknowledgements: never more than a window of unacknowledged frames is
+sent. Beneath that the transport gets one frame at a time (``FrameSender`` is a pull producer), so
+Twisted never queues, re-joins or copies more than the frame being sent, and a slow reader slows only
+the spool's drain. Autobahn does the handshake, control frames and incoming messages; the frame
+messages arrive here ready-made (``wire.frame_message``, built in the SDK thread) and are written as
+they are.
+"""
+
+import json
+
+import txaio
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import defer
+from twisted.internet.interfaces import IPullProducer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from andor_twisted.acquisition.burst import NoSuchBurst
+from andor_twisted.camera.errors import CameraError
+
+WINDOW_FRAMES = 8  # at most this many unacknowledged frames ...
+WINDOW_BYTES = 32 * 1024 * 1024  # ... and bytes (but always at least one frame)
+SEND_LIMIT = 4 * 1024 * 1024  # bytes per send(); Twisted's 128 KiB takes 85 reactor passes per full frame
+MAX_INCOMING = 64 * 1024  # what a reader sends is acknowledgements and small requests
+
+
+@implementer(IPullProducer)
+class FrameSender:
+    """Moves frames from a spool to a transport, one at a time, within the acknowledgement window.
+
+    ``on_end(error)`` is called once the spool has no more frames: with None after the last frame of
+    a finished burst, or with the exception that ended it.
+    """
+
+    def __init__(self, transport, spool, on_end):
+        self.transport = transport
+        self.spool = spool
+        self.on_end = on_end
+        self.window = WINDOW_FRAMES
+        self._transport_ready = False
+        self._waiting = None  # spool.next() not yet fired
+        self._done = False
+
+    def start(self):
+        self.transport.registerProducer(self, False)  # a pull producer: asked for data at once
+
+    def resumeProducing(self):
+        """The transport has sent everything it had."""
+        self._transport_ready = True
+        self.pump()
+
+    def stopProducing(self):
+        self.stop()
+
+    def stop(self):
+        self._done = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    def pump(self):
+        """Send the next frame if the transport is idle and the window has room."""
+        if self._done or self._waiting is not None or not self._transport_ready:
+            return
+        if self.spool.in_flight >= self.window:
+            return
+        self._waiting = self.spool.next()
+        self._waiting.addCallbacks(self._send, self._failed)
+
+    def _send(self, frame):
+        self._waiting = None
+        if frame is None:
+            self._end(None)
+            return
+        size = len(frame.message)
+        self.window = max(1, min(WINDOW_FRAMES, WINDOW_BYTES // size))
+        self._transport_ready = False
+        self.transport.write(frame.message)
+
+    def _failed(self, failure):
+        self._waiting = None
+        if not failure.check(defer.CancelledError):
+            self._end(failure.value)
+
+    def _end(self, error):
+        self._done = True
+        self.on_end(error)
+
+
+class BurstStreamProtocol(WebSocketServerProtocol):
+    """``/stream/burst?id=N``: the frames of burst N, then an end or error message."""
+
+    log = Logger()
+
+    def onConnect(self, request):
+        try:
+            self.burst_id = int(request.params["id"][0])
+        except (KeyError, IndexError, ValueError):
+            raise ConnectionDeny(400, "the burst stream is /stream/burst?id=N, N a burst id from POST /api/burst")
+        self.burst = self.sender = None
+
+    def onOpen(self):
+        tune(self.transport)
+        bursts = self.factory.bursts
+        try:
+            burst = bursts.get(self.burst_id)
+            if burst.readers:
+                raise NoSuchBurst(f"burst {burst.id} already has a reader; one reader at a time")
+        except CameraError as e:
+            self.send_error(e)
+            return
+        self.burst = burst
+        bursts.reader_attached(burst)
+        self.sender = FrameSender(self.transport, burst.spool, self._ended)
+        self.sender.start()
+
+    def onMessage(self, payload, isBinary):
+        try:
+            ack = json.loads(payload)["ack"]
+            if not isinstance(ack, int) or isinstance(ack, bool):
+                raise ValueError(ack)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            self.sendClose(1003, 'a reader sends {"ack": frame_number}')
+            return
+        if self.sender is not None:
+            self.burst.spool.acknowledge(ack)
+            self.sender.pump()
+
+    def _ended(self, error):
+        if error is None:
+            self.send_json({"type": "end", "summary": self.burst.status()})
+        else:
+            self.send_error(error)
+
+    def send_json(self, message):
+        self.sendMessage(json.dumps(message, default=str).encode(), isBinary=False)
+
+    def send_error(self, error):
+        code = getattr(error, "code", "internal_error")
+        self.send_json({"type": "error", "error": code, "message": getattr(error, "message", str(error)),
+                        **getattr(error, "details", {})})
+
+    def onClose(self, wasClean, code, reason):
+        if self.sender is not None:
+            self.sender.stop()
+            self.burst.spool.return_unacknowledged()
+            self.factory.bursts.reader_detached(self.burst)
+            self.sender = None
+
+
+def tune(transport):
+    """TCP_NODELAY (an acknowledgement held back by Nagle's algorithm stalls the stream for a delayed
+    ACK: autobahn's own attempt happens before its options are set) and a large per-send limit."""
+    transport.setTcpNoDelay(True)
+    transport.SEND_LIMIT = SEND_LIMIT
+    transport.unregisterProducer()  # twisted.web's channel, which handed this connection over
+
+
+class StreamResource(WebSocketResource):
+    def render(self, request):
+        request.channel.setTimeout(None)  # a stream outlives HTTP's idle timeout; its own rules apply
+        return super().render(request)
+
+
+def burst_stream(bursts):
+    """The WebSocket resource for ``/stream/burst``."""
+    txaio.set_global_log_level("info")  # autobahn logs every message at debug level
+    factory = WebSocketServerFactory()
+    factory.protocol = BurstStreamProtocol
+    factory.bursts = bursts
+    factory.setProtocolOptions(
+        maxMessagePayloadSize=MAX_INCOMING, maxFramePayloadSize=MAX_INCOMING,
+        openHandshakeTimeout=10,
+        autoPingInterval=0,  # the blocking client answers pings only while its user iterates
+        allowedOrigins=["*"],  # frames are readable by anyone on the lab network, as the HTTP API is
+    )
+    return StreamResource(factory)

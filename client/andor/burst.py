@@ -1,0 +1,184 @@
+"""``BurstFrames``: the frames of one burst, read from the server's WebSocket stream as a generator.
+
+websocket-client does the handshake and sends the acknowledgements; frames are then read straight from
+its socket into a new array each (``recv_into``), because its own reader takes 16 KiB at a time and
+joins the pieces. The server sends at most a small window of frames ahead of the acknowledgements, so
+this side holds one frame beyond what the user keeps.
+"""
+
+import collections.abc
+import json
+import socket
+import struct
+
+import numpy as np
+import websocket
+
+from andor import wire
+from andor.errors import AndorError, BurstDiscarded, ServerUnreachable, error_for
+
+OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x1, 0x2, 0x8, 0x9
+
+
+class BurstFrames(collections.abc.Generator):
+    """A generator of the burst's frames (2-D numpy arrays), in order.
+
+    While it is iterated, ``frame_numbers`` (int64) and ``timestamps`` (float64 seconds on the camera's
+    clock, from its hardware ticks) grow with the frames read; ``summary`` is the server's account of
+    the burst once the last frame is in. An error on the server (the camera failed, the burst was
+    replaced by a newer one) is raised as ``andor.AndorError`` after every frame captured before it.
+    """
+
+    def __init__(self, camera, status):
+        self.id = status["id"]
+        self.frames = status["frames"]
+        self.fps = status["fps"]
+        self.summary = None
+        self._camera = camera
+        self._ws = None
+        self._numbers = []
+        self._ticks = []
+        self._tick_frequency = None
+        self._finished = False
+        self._header = bytearray(14 + wire.HEADER_SIZE)
+
+    def __repr__(self):
+        return f"<BurstFrames of burst {self.id}: {len(self._numbers)} of {self.frames} frames read>"
+
+    @property
+    def frame_numbers(self):
+        return np.array(self._numbers, np.int64)
+
+    @property
+    def timestamps(self):
+        if self._tick_frequency is None:
+            return np.full(len(self._numbers), np.nan)
+        return np.array(self._ticks, np.float64) / self._tick_frequency
+
+    # ---- the generator protocol ----
+
+    def send(self, value):
+        if self._finished:
+            raise StopIteration
+        try:
+            if self._ws is None:
+                self._connect()
+            return self._read_frame()
+        except StopIteration:
+            self.close()
+            raise
+        except BaseException:
+            self.close()
+            raise
+
+    def throw(self, typ=None, value=None, traceback=None):
+        self.close()
+        if value is None:
+            value = typ() if isinstance(typ, type) else typ
+        raise value.with_traceback(traceback) if traceback is not None else value
+
+    def close(self):
+        """Stop reading. The server keeps the frames not yet acknowledged for the next reader."""
+        self._finished = True
+        if self._ws is not None:
+            ws, self._ws = self._ws, None
+            try:
+                ws.close(timeout=1)
+            except Exception:  # closing a broken connection
+                ws.shutdown()
+
+    # ---- the stream ----
+
+    def _connect(self):
+        cam = self._camera
+        url = f"ws://{cam.host}:{cam.port}/stream/burst?id={self.id}"
+        timeout = cam.timeout + (2.0 / self.fps if self.fps else 0.0)  # frames may be that far apart
+        try:
+            self._ws = websocket.create_connection(
+                url, timeout=timeout, sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))
+        except (OSError, websocket.WebSocketException) as e:
+            raise ServerUnreachable(f"cannot open the burst stream {url}: {e}") from None
+        self._sock = self._ws.sock
+
+    def _read_frame(self):
+        """Read messages until a frame arrives: returns it, or raises StopIteration or the server's error."""
+        while True:
+            opcode, length = self._read_frame_header()
+            if opcode == OP_BINARY:
+                return self._read_image(length)
+            payload = self._read_bytes(length)
+            if opcode == OP_TEXT:
+                self._handle_text(payload)
+            elif opcode == OP_PING:
+                self._ws.pong(payload)
+            elif opcode == OP_CLOSE:
+                code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+                raise ServerUnreachable(f"the server closed the burst stream ({code}: "
+                                        f"{payload[2:].decode('utf-8', 'replace')})")
+
+    def _read_frame_header(self):
+        head = memoryview(self._header)
+        self._read_into(head[:2])
+        first, second = head[0], head[1]
+        if not first & 0x80 or second & 0x80:
+            raise AndorError("the server sent a fragmented or masked WebSocket frame; this client reads "
+                             "whole unmasked messages only")
+        length = second & 0x7F
+        if length == 126:
+            self._read_into(head[2:4])
+            length = struct.unpack_from("!H", head, 2)[0]
+        elif length == 127:
+            self._read_into(head[2:10])
+            length = struct.unpack_from("!Q", head, 2)[0]
+        return first & 0x0F, length
+
+    def _read_image(self, length):
+        if length < wire.HEADER_SIZE:
+            raise wire.WireError(f"a {length}-byte binary message is too short for a frame")
+        header = memoryview(self._header)[14:]
+        self._read_into(header)
+        fields = wire.parse_header(header, length)
+        if fields["header_size"] > wire.HEADER_SIZE:
+            self._read_bytes(fields["header_size"] - wire.HEADER_SIZE)  # fields of a later version
+        image = np.empty((fields["height"], fields["width"]), fields["dtype"])
+        self._read_into(memoryview(image).cast("B"))
+        number = fields["frame_number"]
+        expected = self._numbers[-1] + 1 if self._numbers else number
+        if fields["burst_id"] != self.id or number != expected:
+            raise AndorError(f"expected frame {expected} of burst {self.id}, got frame {number} of burst "
+                             f"{fields['burst_id']}")
+        self._ws.send(json.dumps({"ack": number}))
+        self._numbers.append(number)
+        if fields["ticks"] is not None:
+            self._ticks.append(fields["ticks"])
+            self._tick_frequency = fields["tick_frequency"]
+        return image.astype(image.dtype.newbyteorder("="), copy=False)
+
+    def _handle_text(self, payload):
+        message = json.loads(payload)
+        if message.get("type") == "end":
+            self.summary = message["summary"]
+            raise StopIteration
+        if message.get("type") == "error":
+            if message.get("error") in ("burst_discarded", "no_such_burst"):
+                details = {k: v for k, v in message.items() if k not in ("type", "error", "message")}
+                raise BurstDiscarded(message.get("message"), code=message["error"], details=details)
+            raise error_for(500, message)
+
+    def _read_bytes(self, length):
+        data = bytearray(length)
+        self._read_into(memoryview(data))
+        return bytes(data)
+
+    def _read_into(self, view):
+        while len(view):
+            try:
+                n = self._sock.recv_into(view)
+            except socket.timeout:
+                raise ServerUnreachable(f"no data from the server for {self._sock.gettimeout():.0f} s "
+                                        f"while reading burst {self.id}") from None
+            except OSError as e:
+                raise ServerUnreachable(f"the burst stream broke: {e}") from None
+            if n == 0:
+                raise ServerUnreachable(f"the server closed the stream of burst {self.id}")
+            view = view[n:]

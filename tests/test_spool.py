@@ -1,0 +1,189 @@
+"""The spool and the frame sender: a bounded FIFO driven by Deferreds, and the acknowledgement window."""
+
+import numpy as np
+from twisted.internet.testing import StringTransport
+from twisted.trial import unittest
+
+from andor_twisted.acquisition.spool import Spool
+from andor_twisted.camera.driver import Frame
+from andor_twisted.web import stream, wire
+
+
+def frame(n, size=16):
+    message, image = wire.frame_message(1, n, np.full((1, size // 2), n, np.uint16))
+    return Frame(image, n, None, None, message)
+
+
+class SpoolTests(unittest.SynchronousTestCase):
+    def test_room_until_full(self):
+        """room() fires at once below capacity; at capacity it waits until an acknowledgement frees a frame."""
+        spool = Spool(2)
+        self.successResultOf(spool.room())
+        spool.put(frame(0))
+        spool.put(frame(1))
+        room = spool.room()
+        self.assertNoResult(room)
+        self.assertEqual(self.successResultOf(spool.next()).frame_number, 0)
+        self.assertNoResult(room)  # sent is not freed: the frame is still in flight
+        spool.acknowledge(0)
+        self.successResultOf(room)
+
+    def test_memory_follows_frames(self):
+        """Bytes are taken as frames arrive and given back as they are acknowledged; high-water marks stay."""
+        spool = Spool(10)
+        for n in range(3):
+            spool.put(frame(n))
+        size = len(frame(0).message)
+        self.assertEqual((spool.frames, spool.bytes), (3, 3 * size))
+        for _ in range(3):
+            spool.next()
+        spool.acknowledge(1)  # acknowledges frames 0 and 1
+        self.assertEqual((spool.frames, spool.bytes, spool.acknowledged), (1, size, 2))
+        self.assertEqual((spool.high_water_frames, spool.high_water_bytes), (3, 3 * size))
+
+    def test_reader_waits_for_frames(self):
+        """next() waits for the next put; the frames come in order."""
+        spool = Spool(5)
+        d = spool.next()
+        self.assertNoResult(d)
+        spool.put(frame(0))
+        self.assertEqual(self.successResultOf(d).frame_number, 0)
+
+    def test_end_after_last_acknowledgement(self):
+        """After a finished capture, next() gives None only once every frame is acknowledged."""
+        spool = Spool(5)
+        spool.put(frame(0))
+        spool.finish()
+        self.successResultOf(spool.next())
+        end = spool.next()
+        self.assertNoResult(end)
+        spool.acknowledge(0)
+        self.assertIsNone(self.successResultOf(end))
+
+    def test_error_after_frames(self):
+        """A failed capture's frames are still read, then the error."""
+        spool = Spool(5)
+        spool.put(frame(0))
+        spool.finish(ValueError("camera fell off"))
+        self.assertEqual(self.successResultOf(spool.next()).frame_number, 0)
+        self.failureResultOf(spool.next(), ValueError)
+
+    def test_reader_goes_away(self):
+        """Frames in flight when the reader leaves go back to the front, in order, for the next reader."""
+        spool = Spool(5)
+        for n in range(4):
+            spool.put(frame(n))
+        for _ in range(3):
+            spool.next()
+        spool.acknowledge(0)
+        spool.return_unacknowledged()
+        self.assertEqual([self.successResultOf(spool.next()).frame_number for _ in range(3)], [1, 2, 3])
+        self.assertEqual(spool.sent, 4)
+
+    def test_discard_frees_and_fails_waiters(self):
+        """Discarding drops every frame and fails both the capture's and the reader's waits."""
+        spool = Spool(1)
+        spool.put(frame(0))
+        room = spool.room()
+        spool.next()
+        reader = spool.next()
+        spool.discard(RuntimeError("replaced"))
+        self.failureResultOf(room, RuntimeError)
+        self.failureResultOf(reader, RuntimeError)
+        self.failureResultOf(spool.next(), RuntimeError)
+        self.assertEqual((spool.frames, spool.bytes), (0, 0))
+
+
+class FrameSenderTests(unittest.SynchronousTestCase):
+    def setUp(self):
+        self.spool = Spool(100)
+        self.transport = StringTransport()
+        self.ended = []
+        self.sender = stream.FrameSender(self.transport, self.spool, self.ended.append)
+        self.sender.start()
+        self.assertIs(self.transport.producer, self.sender)
+        self.assertFalse(self.transport.streaming)  # a pull producer
+
+    def sent(self):
+        data, _ = self.transport.value(), self.transport.clear()
+        numbers = []
+        while data:
+            length = data[1] & 0x7F
+            start = 2
+            if length == 126:
+                length, start = int.from_bytes(data[2:4], "big"), 4
+            fields, _ = wire.parse(data[start : start + length])
+            numbers.append(fields["frame_number"])
+            data = data[start + length :]
+        return numbers
+
+    def test_one_frame_per_drained_transport(self):
+        """The transport gets the next frame only when it asks (resumeProducing), one at a time."""
+        for n in range(3):
+            self.spool.put(frame(n))
+        self.assertEqual(self.sent(), [])
+        self.sender.resumeProducing()
+        self.assertEqual(self.sent(), [0])
+        self.sender.pump()  # an acknowledgement arriving meanwhile does not push past the transport
+        self.assertEqual(self.sent(), [])
+        self.sender.resumeProducing()
+        self.assertEqual(self.sent(), [1])
+
+    def test_window(self):
+        """No more than the window of frames is ever unacknowledged; acknowledgements open it again."""
+        for n in range(stream.WINDOW_FRAMES + 3):
+            self.spool.put(frame(n))
+        for _ in range(stream.WINDOW_FRAMES + 3):
+            self.sender.resumeProducing()
+        self.assertEqual(self.sent(), list(range(stream.WINDOW_FRAMES)))
+        self.spool.acknowledge(1)
+        self.sender.pump()
+        self.assertEqual(self.sent(), [stream.WINDOW_FRAMES])
+        self.sender.resumeProducing()
+        self.assertEqual(self.sent(), [stream.WINDOW_FRAMES + 1])
+        self.sender.resumeProducing()
+        self.assertEqual(self.sent(), [])
+
+    def test_window_in_bytes(self):
+        """Large frames shrink the window to what fits in WINDOW_BYTES, but never below one frame."""
+        big = stream.WINDOW_BYTES // 2
+        for n in range(4):
+            self.spool.put(frame(n, size=big))
+        for _ in range(4):
+            self.sender.resumeProducing()
+        self.assertEqual(self.spool.in_flight, 1)
+
+    def test_waits_for_a_frame(self):
+        """An idle transport with an empty spool sends the frame as soon as it is put."""
+        self.sender.resumeProducing()
+        self.spool.put(frame(0))
+        self.assertEqual(self.sent(), [0])
+
+    def test_end(self):
+        """The end is reported once the last frame is acknowledged; an error after the frames before it."""
+        self.spool.put(frame(0))
+        self.spool.finish()
+        self.sender.resumeProducing()
+        self.sent()
+        self.sender.resumeProducing()
+        self.assertEqual(self.ended, [])
+        self.spool.acknowledge(0)
+        self.assertEqual(self.ended, [None])
+
+    def test_error(self):
+        """A failed burst's error is reported after the frames captured before it, without waiting for acks."""
+        error = RuntimeError("link lost")
+        self.spool.put(frame(0))
+        self.spool.finish(error)
+        self.sender.resumeProducing()
+        self.sender.resumeProducing()
+        self.assertEqual(self.sent(), [0])
+        self.assertEqual(self.ended, [error])
+
+    def test_stop_abandons_the_wait(self):
+        """A sender stopped (the connection closed) while waiting for a frame takes none and reports nothing."""
+        self.sender.resumeProducing()
+        self.sender.stopProducing()
+        self.spool.put(frame(0))
+        self.assertEqual((self.spool.in_flight, self.ended), (0, []))
+        self.assertEqual(self.successResultOf(self.spool.next()).frame_number, 0)
