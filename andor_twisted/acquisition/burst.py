@@ -114,20 +114,18 @@ class Burst:
             self.log.info("taking {n} frames took {took:.3f}s", n=self.frames, took=self.took_s)
             self._state = "captured"
             self.spool.finish()
-        except defer.CancelledError:
-            pass  # discarded: discard() has set the state and freed the spool
         except Exception as e:
-            self.took_s = self.clock.seconds() - self.started_at
-            self.error = e
-            self._state = "failed"
-            self.log.error("burst {id} failed after {n} of {total} frames: {why}", id=self.id,
-                           n=self.spool.captured, total=self.frames, why=e)
-            self.spool.finish(e)
-        finally:
-            try:
-                yield self.camera.stop()
-            except Exception as e:
-                self.log.error("burst {id}: stopping the acquisition failed: {why}", id=self.id, why=e)
+            if self._state != "discarded":  # else discard() has dealt with the spool
+                self.took_s = self.clock.seconds() - self.started_at
+                self.error = e
+                self._state = "failed"
+                self.log.error("burst {id} failed after {n} of {total} frames: {why}", id=self.id,
+                               n=self.spool.captured, total=self.frames, why=e)
+                self.spool.finish(e)
+        try:
+            yield self.camera.stop()
+        except Exception as e:
+            self.log.error("burst {id}: stopping the acquisition failed: {why}", id=self.id, why=e)
 
     def _captured(self, _):
         self._capture = None
@@ -150,9 +148,9 @@ class Burst:
                           n=self.spool.frames)
             self._state = "discarded"
             self.error = BurstDiscarded(f"burst {self.id} was discarded: {why}", burst=self.id)
-            self.spool.discard(self.error)
             if self._capture is not None:
                 self._capture.cancel()
+            self.spool.discard(self.error)
         return self.when_captured()
 
     def _pack(self, frame):

@@ -1,0 +1,189 @@
+"""Bursts end to end: a real server on loopback with the simulated camera, read by the real client.
+
+The camera is small and fast (64x64 pixels, 1 ms exposures, 200 frames/s) with four frames of on-head
+memory, so every test runs in well under a second of camera time. A slow reader is one that spends
+20 ms on each frame, four camera frame periods.
+"""
+
+import collections.abc
+import time
+
+import numpy as np
+from twisted.internet import defer, threads
+from twisted.trial import unittest
+
+import andor
+from andor_twisted import tap
+
+from tests.helpers import SIM_OPTIONS, LoopbackServer
+
+FPS = 200.0
+PERIOD = 1 / FPS
+FRAME_BYTES = 64 * 64 * 2 + 40  # Mono16 and the metadata
+SLOW = 0.02  # seconds a slow reader spends on each frame
+HELD_OFF_CAMERA = 1 + 8 + 4  # frames the camera runs ahead of the reader: spool, SDK buffers, on-head memory
+
+
+def read_slowly(frames):
+    images = []
+    for image in frames:
+        time.sleep(SLOW)  # the reader's own work on the frame
+        images.append(image)
+    return images
+
+
+class StreamFixture(unittest.TestCase):
+    sim = {}  # --sim-* options beyond SIM_OPTIONS
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        options = {**SIM_OPTIONS, "sim-onboard-memory": 4 * FRAME_BYTES, **self.sim}
+        self.server = LoopbackServer()
+        yield self.server.start(tap.simulated_sdk(options))
+        self.cam = self.server.cam
+        yield self.client(self.cam.aoi, {"width": 64, "height": 64})
+        yield self.client(self.cam.exposure_time, 0.001)
+
+    def tearDown(self):
+        return self.server.stop()
+
+    def client(self, fn, *args):
+        """Run blocking client code in a thread while the reactor serves it."""
+        return threads.deferToThread(fn, *args)
+
+    def burst(self, *args):
+        return self.client(self.cam.burst, *args)
+
+
+class BurstStreamTests(StreamFixture):
+    @defer.inlineCallbacks
+    def test_whole_burst_spool_with_a_slow_reader(self):
+        """With a spool for the whole burst, capture time is set by the camera's clock, not the reader:
+        the frames are evenly spaced and all captured long before the reader is done."""
+        frames = yield self.burst(30, FPS)
+        self.assertIsInstance(frames, collections.abc.Generator)
+        images = yield self.client(read_slowly, frames)
+        self.assertEqual(len(images), 30)
+        self.assertEqual((images[0].shape, images[0].dtype), ((64, 64), np.uint16))
+        self.assertEqual(frames.frame_numbers.tolist(), list(range(30)))
+        np.testing.assert_allclose(np.diff(frames.timestamps), PERIOD, atol=1e-6)
+        summary = frames.summary
+        self.assertEqual((summary["frames"], summary["waited_frames"], summary["state"]), (30, 0, "done"))
+        self.assertLess(summary["took_s"], 0.5 * 30 * SLOW)
+        self.assertAlmostEqual(summary["fps_achieved"], FPS, places=3)
+
+    @defer.inlineCallbacks
+    def test_spool_of_one_with_a_slow_reader(self):
+        """With a spool of one frame the reader sets the pace: once on-head memory is full the camera
+        exposes a frame only as the reader frees room, and the timestamps show where."""
+        frames = yield self.burst(40, FPS, 1)
+        yield self.client(read_slowly, frames)
+        steps = np.diff(frames.timestamps)
+        self.assertEqual(frames.frame_numbers.tolist(), list(range(40)))
+        full = int(np.argmax(steps > 1.5 * PERIOD))  # the first frame that waited for room
+        self.assertGreaterEqual(full, HELD_OFF_CAMERA, steps)
+        np.testing.assert_allclose(steps[:full], PERIOD, atol=1e-6)
+        self.assertTrue(np.all(steps[full + 1 :] > 0.75 * SLOW), steps)
+        summary = frames.summary
+        self.assertGreater(summary["waited_frames"], 40 - HELD_OFF_CAMERA - 3)
+        self.assertGreater(summary["took_s"], (40 - HELD_OFF_CAMERA - 1) * SLOW * 0.9)
+        self.assertEqual(summary["high_water_frames"], 1)
+
+    @defer.inlineCallbacks
+    def test_capture_before_any_read(self):
+        """burst() returns as soon as the capture runs; it completes with nobody reading."""
+        frames = yield self.burst(20, FPS)
+        burst = yield self.server.bursts.current.when_captured()
+        status = yield self.client(self.cam.burst_status)
+        self.assertEqual((status["state"], status["captured"], status["sent"]), ("captured", 20, 0))
+        self.assertEqual(status["spool_frames"], 20)
+        self.assertEqual(burst.id, frames.id)
+        images = yield self.client(list, frames)
+        self.assertEqual(len(images), 20)
+        status = yield self.client(self.cam.burst_status)
+        self.assertEqual((status["state"], status["acknowledged"], status["spool_bytes"]), ("done", 20, 0))
+
+    @defer.inlineCallbacks
+    def test_new_burst_discards_the_previous(self):
+        """A new burst discards the previous one: its generator raises a clear error, even mid-read."""
+        first = yield self.burst(400, FPS, 2)
+        yield self.client(next, first)
+        second = yield self.burst(10, FPS)
+        error = yield self.assertFailure(self.client(list, first), andor.BurstDiscarded)
+        self.assertIn(f"burst {second.id} replaced it", str(error))
+        never_read = yield self.burst(10, FPS)
+        error = yield self.assertFailure(self.client(list, second), andor.BurstDiscarded)
+        self.assertIn("replaced", str(error))
+        images = yield self.client(list, never_read)
+        self.assertEqual(len(images), 10)
+
+    @defer.inlineCallbacks
+    def test_disconnect_mid_burst(self):
+        """A reader that leaves mid-burst stops neither the capture nor loses frames: the next reader
+        gets every frame not yet acknowledged."""
+        frames = yield self.burst(30, FPS)
+        first = yield self.client(lambda: [next(frames) for _ in range(5)])
+        frames.close()
+        yield self.server.bursts.current.when_captured()
+        status = yield self.client(self.cam.burst_status)
+        self.assertEqual((status["captured"], status["acknowledged"], status["spool_frames"]), (30, 5, 25))
+        rest = yield self.client(self.cam.resume_burst)
+        images = yield self.client(list, rest)
+        self.assertEqual(rest.frame_numbers.tolist(), list(range(5, 30)))
+        self.assertEqual(len(first) + len(images), 30)
+        self.assertEqual(rest.summary["acknowledged"], 30)
+
+    @defer.inlineCallbacks
+    def test_ten_thousand_frames(self):
+        """10,000 small frames arrive in order, none lost or duplicated, never closer than one period."""
+        yield self.client(self.cam.aoi, {"width": 32, "height": 16})
+        yield self.client(self.cam.exposure_time, 0.0001)
+        frames = yield self.burst(10_000, 5000.0)
+        count = yield self.client(lambda: sum(1 for _ in frames))
+        self.assertEqual(count, 10_000)
+        self.assertEqual(frames.frame_numbers.tolist(), list(range(10_000)))
+        self.assertGreater(np.diff(frames.timestamps).min(), 1 / 5000.0 - 1e-6)
+
+    @defer.inlineCallbacks
+    def test_status_and_bad_requests(self):
+        """The status resource 404s before any burst; bad bursts get 400 with the reason; DELETE discards."""
+        status, _, body = yield self.client(self.server.raw, "GET", "/api/burst")
+        self.assertEqual((status, body["error"]), (404, "no_such_burst"))
+        for value, fragment in (({"frames": 0, "fps": 10}, "at least 1"), ({"frames": 5, "fps": 0}, "fps"),
+                                ({"frames": 5, "fps": 10, "spool": -1}, "spool"), ({"fps": 10}, "needs frames"),
+                                ({"frames": 5, "fps": 10, "buffer": 3}, "no field 'buffer'"),
+                                ({"frames": 5, "fps": 1e7}, "FrameRate")):
+            status, _, body = yield self.client(self.server.raw, "POST", "/api/burst", {"value": value})
+            self.assertEqual(status, 400, value)
+            self.assertIn(fragment, body["message"])
+        yield self.burst(1000, FPS, 3)
+        status, _, body = yield self.client(self.server.raw, "PUT", "/api/exposure_time", {"value": 0.002})
+        self.assertEqual(status, 409)
+        status, _, body = yield self.client(self.server.raw, "DELETE", "/api/burst")
+        self.assertEqual((status, body["value"]["state"]), (200, "discarded"))
+        status, _, body = yield self.client(self.server.raw, "PUT", "/api/exposure_time", {"value": 0.002})
+        self.assertEqual(status, 200)
+
+
+class FailingCameraTests(StreamFixture):
+    sim = {"sim-fault-after": 7}
+
+    @defer.inlineCallbacks
+    def test_camera_error_mid_burst(self):
+        """A camera failure mid-burst reaches the reader after every frame captured before it."""
+        frames = yield self.burst(20, FPS)
+
+        def read():
+            images = []
+            with self.assertRaises(andor.CameraFailure) as caught:
+                for image in frames:
+                    images.append(image)
+            return images, caught.exception
+
+        images, error = yield self.client(read)
+        self.assertEqual(len(images), 7)
+        self.assertIn("AT_ERR_COMM", str(error))
+        self.assertEqual(error.details.get("sdk_error"), "AT_ERR_COMM")
+        status = yield self.client(self.cam.burst_status)
+        self.assertEqual((status["state"], status["captured"]), ("failed", 7))
+
