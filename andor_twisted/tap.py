@@ -12,6 +12,7 @@ from andor_twisted.camera import sdk3
 from andor_twisted.camera.sim import MODELS
 from andor_twisted.service import CameraService
 from andor_twisted.acquisition.burst import Bursts
+from andor_twisted.acquisition.live import LiveView
 from andor_twisted.web.site import make_site
 
 DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
@@ -116,9 +117,10 @@ def makeService(options, reactor=None):
     top = service.MultiService()
     camera = CameraService(sdk, options["camera-index"], reactor, description, on_open_failure=stop_on_failure)
     camera.setServiceParent(top)
-    bursts = Bursts(camera, reactor, options["spool-memory-limit"], options["burst-idle-timeout"])
+    live = LiveView(camera, reactor)
+    bursts = Bursts(camera, reactor, options["spool-memory-limit"], options["burst-idle-timeout"], live)
     bursts.setServiceParent(top)  # after the camera: stopping discards the burst before the camera closes
-    site = make_site(camera, bursts)
+    site = make_site(camera, bursts, live)
     for endpoint in options["listen"]:
         strports.service(endpoint, site, reactor=reactor).setServiceParent(top)
     return top

@@ -11,6 +11,7 @@ from twisted.internet.task import Clock
 import andor
 from andor_twisted import tap
 from andor_twisted.acquisition.burst import Bursts
+from andor_twisted.acquisition.live import LiveView
 from andor_twisted.service import CameraService
 from andor_twisted.web.site import make_site
 
@@ -67,9 +68,10 @@ class LoopbackServer:
         self.service = CameraService(sdk or tap.simulated_sdk(SIM_OPTIONS), 0, reactor, "simulated neo")
         self.service.startService()
         yield self.service.opened
-        self.bursts = Bursts(self.service, reactor, memory_limit, idle_timeout)
+        self.live = LiveView(self.service, reactor)
+        self.bursts = Bursts(self.service, reactor, memory_limit, idle_timeout, self.live)
         self.bursts.startService()
-        self.port = reactor.listenTCP(0, make_site(self.service, self.bursts), interface="127.0.0.1")
+        self.port = reactor.listenTCP(0, make_site(self.service, self.bursts, self.live), interface="127.0.0.1")
         self.address = f"127.0.0.1:{self.port.getHost().port}"
         self.cam = andor.Camera(self.address)
 

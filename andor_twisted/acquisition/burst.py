@@ -192,8 +192,9 @@ class Bursts(service.Service):
 
     log = Logger()
 
-    def __init__(self, camera_service, clock, memory_limit, idle_timeout):
+    def __init__(self, camera_service, clock, memory_limit, idle_timeout, live=None):
         self.camera_service = camera_service
+        self.live = live  # paused while a burst captures
         self.clock = clock
         self.memory_limit = memory_limit
         self.idle_timeout = idle_timeout
@@ -231,6 +232,10 @@ class Bursts(service.Service):
         if self.current is not burst:
             raise BurstDiscarded(f"burst {burst.id} was replaced by burst {self.current.id} before it started",
                                  burst=burst.id)
+        if self.live is not None:
+            reason = f"burst {burst.id} is capturing"
+            yield self.live.pause(reason)
+            burst.when_captured().addCallback(lambda _: self.live.resume(reason))
         yield burst.start(self.memory_limit)
         self._start_idle_timer(burst)
         burst.when_captured().addCallback(self._captured)

@@ -6,6 +6,7 @@ with a 4xx status for a bad request and a 5xx status (naming the SDK's AT_ERR_) 
 never a traceback page.
 """
 
+import functools
 import io
 import json
 
@@ -54,10 +55,11 @@ class CameraAPI(resource.Resource):
     isLeaf = True
     log = Logger()
 
-    def __init__(self, camera_service, bursts):
+    def __init__(self, camera_service, bursts, live):
         super().__init__()
         self.service = camera_service
         self.bursts = bursts
+        self.live = live
         self.routes = [
             ("GET", ("camera",), self.describe_camera),
             ("GET", ("features",), self.list_features),
@@ -101,7 +103,11 @@ class CameraAPI(resource.Resource):
             if args is None:
                 continue
             if route_method == method:
-                return handler(self.service.camera(), request, args)
+                camera = self.service.camera()
+                if method == "PUT" or pattern == ("snap",):  # the camera must be idle: pause the live view
+                    return self.live.paused(f"{method} /api/{'/'.join(path)}",
+                                            functools.partial(handler, camera, request, args))
+                return handler(camera, request, args)
             allowed.append(route_method)
         if not allowed:
             raise APIError(404, "not_found", f"no API endpoint /api/{'/'.join(path)}")

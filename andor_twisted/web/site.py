@@ -11,16 +11,17 @@ from andor_twisted.web.api import CameraAPI
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
 
-def make_site(camera_service, bursts):
+def make_site(camera_service, bursts, live):
     root = resource.Resource()
     root.putChild(b"", static.File(os.path.join(STATIC, "index.html"), defaultType="text/html"))
     files = static.File(STATIC)
     files.contentTypes = {**files.contentTypes, ".js": "text/javascript", ".mjs": "text/javascript",
                           ".css": "text/css", ".json": "application/json"}
     root.putChild(b"static", files)
-    root.putChild(b"api", CameraAPI(camera_service, bursts))
+    root.putChild(b"api", CameraAPI(camera_service, bursts, live))
     streams = resource.Resource()
-    streams.putChild(b"burst", stream.burst_stream(bursts))
+    streams.putChild(b"burst", stream.stream_resource(stream.BurstStreamProtocol, bursts=bursts))
+    streams.putChild(b"live", stream.stream_resource(stream.LiveStreamProtocol, live=live))
     root.putChild(b"stream", streams)
     site = server.Site(root)
     site.displayTracebacks = False

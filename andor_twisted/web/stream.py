@@ -1,4 +1,4 @@
-"""Frame streams over WebSocket: the burst stream, sending one binary message per frame from the spool.
+"""Frame streams over WebSocket: bursts from the spool and the live view, one binary message per frame.
 
 Flow control is the reader's acknowledgements: never more than a window of unacknowledged frames is
 sent. Beneath that the transport gets one frame at a time (``FrameSender`` is a pull producer), so
@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from andor_twisted.acquisition.burst import NoSuchBurst
+from andor_twisted.acquisition.live import Viewer
 from andor_twisted.camera.errors import CameraError
 
 WINDOW_FRAMES = 8  # at most this many unacknowledged frames ...
@@ -151,6 +152,43 @@ class BurstStreamProtocol(WebSocketServerProtocol):
             self.sender = None
 
 
+class LiveStreamProtocol(WebSocketServerProtocol):
+    """``/stream/live?width=W&height=H``: the newest frames, reduced to about W x H pixels."""
+
+    def onConnect(self, request):
+        try:
+            self.display = tuple(int(request.params[name][0]) for name in ("width", "height"))
+        except (KeyError, IndexError, ValueError):
+            self.display = (1024, 1024)
+        self.viewer = None
+
+    def onOpen(self):
+        tune(self.transport)
+        self.viewer = Viewer(self.transport.write, self.send_json, self.display)
+        self.factory.live.add(self.viewer)
+
+    def onMessage(self, payload, isBinary):
+        try:
+            message = json.loads(payload)
+            if "ack" in message:
+                self.viewer.acknowledged()
+            elif "display" in message:
+                width, height = (int(n) for n in message["display"])
+                self.factory.live.resize(self.viewer, (width, height))
+            else:
+                raise ValueError(message)
+        except (ValueError, TypeError, UnicodeDecodeError):
+            self.sendClose(1003, 'a viewer sends {"ack": frame_number} or {"display": [width, height]}')
+
+    def send_json(self, message):
+        self.sendMessage(json.dumps(message, default=str).encode(), isBinary=False)
+
+    def onClose(self, wasClean, code, reason):
+        if self.viewer is not None:
+            self.factory.live.remove(self.viewer)
+            self.viewer = None
+
+
 def tune(transport):
     """TCP_NODELAY (an acknowledgement held back by Nagle's algorithm stalls the stream for a delayed
     ACK: autobahn's own attempt happens before its options are set) and a large per-send limit."""
@@ -165,12 +203,13 @@ class StreamResource(WebSocketResource):
         return super().render(request)
 
 
-def burst_stream(bursts):
-    """The WebSocket resource for ``/stream/burst``."""
+def stream_resource(protocol, **attributes):
+    """A WebSocket resource serving ``protocol``; ``attributes`` are set on its factory."""
     txaio.set_global_log_level("info")  # autobahn logs every message at debug level
     factory = WebSocketServerFactory()
-    factory.protocol = BurstStreamProtocol
-    factory.bursts = bursts
+    factory.protocol = protocol
+    for name, value in attributes.items():
+        setattr(factory, name, value)
     factory.setProtocolOptions(
         maxMessagePayloadSize=MAX_INCOMING, maxFramePayloadSize=MAX_INCOMING,
         openHandshakeTimeout=10,
