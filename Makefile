@@ -4,7 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
-SOURCES = $(shell find andor_twisted twisted client/andor -name '*.py') pyproject.toml client/pyproject.toml
+SOURCES = $(shell find andor_twisted twisted client/andor -name '*.py' -o -path '*/static/*' -type f) \
+	pyproject.toml client/pyproject.toml
 
 .PHONY: run test clean
 
@@ -19,7 +20,7 @@ test: $(VENV)/.installed
 $(VENV)/.installed: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet ./client . tifffile astropy
+	$(BIN)/pip install --quiet ./client . tifffile astropy requests playwright
 	rm -rf build client/build *.egg-info client/*.egg-info
 	touch $@
 

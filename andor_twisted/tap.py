@@ -118,8 +118,9 @@ def makeService(options, reactor=None):
     camera = CameraService(sdk, options["camera-index"], reactor, description, on_open_failure=stop_on_failure)
     camera.setServiceParent(top)
     live = LiveView(camera, reactor)
+    live.setServiceParent(top)
     bursts = Bursts(camera, reactor, options["spool-memory-limit"], options["burst-idle-timeout"], live)
-    bursts.setServiceParent(top)  # after the camera: stopping discards the burst before the camera closes
+    bursts.setServiceParent(top)  # stopped in reverse: the burst, then the live view, then the camera
     site = make_site(camera, bursts, live)
     for endpoint in options["listen"]:
         strports.service(endpoint, site, reactor=reactor).setServiceParent(top)

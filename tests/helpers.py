@@ -69,6 +69,7 @@ class LoopbackServer:
         self.service.startService()
         yield self.service.opened
         self.live = LiveView(self.service, reactor)
+        self.live.startService()
         self.bursts = Bursts(self.service, reactor, memory_limit, idle_timeout, self.live)
         self.bursts.startService()
         self.port = reactor.listenTCP(0, make_site(self.service, self.bursts, self.live), interface="127.0.0.1")
@@ -80,6 +81,7 @@ class LoopbackServer:
         self.cam.close()
         yield self.port.stopListening()
         yield self.bursts.stopService()
+        yield self.live.stopService()
         yield self.service.stopService()
 
     def raw(self, method, path, body=None):

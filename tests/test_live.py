@@ -74,6 +74,7 @@ class LiveViewTests(unittest.SynchronousTestCase):
         self.camera = FakeCamera()
         self.clock = Clock()
         self.live = live.LiveView(type("Service", (), {"camera": lambda _: self.camera})(), self.clock)
+        self.live.startService()
 
     def test_runs_only_while_watched(self):
         """The camera starts with the first viewer and stops when the last one leaves."""

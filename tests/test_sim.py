@@ -8,6 +8,9 @@ from twisted.trial import unittest
 
 from andor_twisted.camera import atcore, buffers
 from andor_twisted.camera.sim import AndorSDK3, CameraException, ClockTime, MODELS
+from andor_twisted.camera.sim.timeline import FORGET_EVERY
+
+from tests.helpers import clock_sdk
 
 SMALL = {"AOIWidth": 64, "AOIHeight": 32, "ExposureTime": 0.001}
 SMALL_FRAME_BYTES = 64 * 2 * 32 + buffers.METADATA_BYTES  # Mono16 rows need no padding
@@ -276,3 +279,24 @@ class ImageTests(SimTestCase):
             cam.AcquisitionStop()
             cam.flush()
         self.assertTrue(8.5 < means[1] / means[0] < 11.5, means)
+
+
+class LongAcquisitionTests(unittest.SynchronousTestCase):
+    def test_history_is_forgotten(self):
+        """A continuous acquisition (the live view, for days) keeps a bounded history of frame times,
+        and frames keep their numbers and spacing."""
+        clock = Clock()
+        cam = clock_sdk(clock, onboard_memory=3 * 8232).AndorSDK3().GetCamera(0)
+        cam.AOIWidth, cam.AOIHeight, cam.ExposureTime, cam.FrameRate = 64, 64, 0.0001, 1000.0
+        cam.CycleMode = "Continuous"
+        size = cam.ImageSizeBytes
+        for _ in range(4):
+            cam.queue(np.empty(size, np.uint8), size)
+        cam.AcquisitionStart()
+        timeline = cam._timeline
+        for k in range(3 * FORGET_EVERY):
+            buf = cam.wait_buffer(1000)._np_data
+            cam.queue(buf, size)
+        self.assertGreaterEqual(timeline.exposed_by(clock.seconds()), 3 * FORGET_EVERY)
+        self.assertLess(list.__len__(timeline.exposed), FORGET_EVERY + 100)
+        self.assertAlmostEqual(timeline.exposed[3 * FORGET_EVERY - 1] - timeline.exposed[3 * FORGET_EVERY - 2], 0.001)

@@ -96,14 +96,14 @@ class OptionsTests(unittest.TestCase):
         self.assertEqual(options["camera-index"], 2)
 
     def test_make_service(self):
-        """makeService builds the camera service, then the bursts (stopped before the camera), then one
-        server per --listen."""
+        """makeService builds the camera service, the live view and the bursts (stopped in reverse, so the
+        camera closes last), then one server per --listen."""
         options = self.parse("--listen", "tcp:0", "--listen", "tcp:0:interface=127.0.0.2")
         top = tap.makeService(options, reactor=MemoryReactorClock())
         self.assertIsInstance(top, MultiService)
         children = list(top)
-        self.assertEqual([type(c).__name__ for c in children][:2], ["CameraService", "Bursts"])
-        self.assertEqual(len(children), 4)
+        self.assertEqual([type(c).__name__ for c in children][:3], ["CameraService", "LiveView", "Bursts"])
+        self.assertEqual(len(children), 5)
         self.assertIn("simulated neo", children[0].description)
 
     def test_camera_open_failure_stops_with_an_error_status(self):

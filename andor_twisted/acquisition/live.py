@@ -10,6 +10,7 @@ resumes it when done.
 import math
 from dataclasses import replace
 
+from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -54,7 +55,7 @@ def reduction(width, height, display):
     return max(1, math.ceil(fit - 1e-9), math.ceil(math.sqrt(width * height / MAX_PIXELS) - 1e-9))
 
 
-class LiveView:
+class LiveView(service.Service):
     log = Logger()
 
     def __init__(self, camera_service, clock):
@@ -68,10 +69,6 @@ class LiveView:
         self._retry = None
         self._view = None  # the AOI, binning and frame rate of the running acquisition
         self.frames = 0
-
-    @property
-    def running(self):
-        return self._loop is not None
 
     # ---- viewers ----
 
@@ -120,7 +117,15 @@ class LiveView:
     # ---- the acquisition ----
 
     def _wanted(self):
-        return bool(self.viewers) and not self._pauses
+        return bool(self.viewers) and not self._pauses and self.running
+
+    def startService(self):
+        super().startService()
+        self._start()
+
+    def stopService(self):
+        super().stopService()
+        return self._stop()
 
     def _start(self):
         if self._loop is None and self._retry is None and self._wanted():

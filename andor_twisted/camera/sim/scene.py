@@ -72,7 +72,7 @@ class Painter:
         self.base = np.clip(signal - 3 * sigma, 0, max(max_value - headroom, 0)).astype(np.uint16)
         self.spot_peak = SPOT_RATE * gain
         self.digit_value = min(int(DARK_OFFSET + 0.6 * (max_value - DARK_OFFSET)), max_value)
-        self.digit_scale = max(1, min(height, width) // 48)
+        self.digit_scale = max(1, min(height, width) // 160)  # small: auto-contrast should see the scene
         self._clean_digits = None
 
     def paint(self, frame_number, t, out):

@@ -440,5 +440,6 @@ class SimCamera:
             buffers.encode_into(image, buf, encoding, stride)
         if c["metadata"]:
             buffers.write_metadata(buf, height * stride, self._ticks(exposed), encoding, width, height, stride)
+        timeline.delivered_to_host(k)
         self._returned += 1
         return SimAcquisition(buf, c)

@@ -17,6 +17,27 @@ scheduled time is an overflow, and the acquisition faults there (AT_ERR_HARDWARE
 import bisect
 
 OVERFLOW_SLOTS = 2
+FORGET_EVERY = 4096  # frames; a continuous acquisition (the live view) runs for days
+
+
+class History(list):
+    """Per-frame times indexed by frame number, which can forget its oldest entries (``forget_before``)
+    and still be indexed by frame number."""
+
+    def __init__(self):
+        super().__init__()
+        self.base = 0  # the frame number of the first entry kept
+
+    def __len__(self):
+        return self.base + super().__len__()
+
+    def __getitem__(self, k):
+        return super().__getitem__(k if k < 0 else k - self.base)
+
+    def forget_before(self, k):
+        if k > self.base:
+            super().__delitem__(slice(0, k - self.base))
+            self.base = k
 
 
 class Timeline:
@@ -30,9 +51,9 @@ class Timeline:
         self.capacity = OVERFLOW_SLOTS if self.overflows else max(1, memory_bytes // frame_bytes)
         self.transfer = frame_bytes / link_rate if link_rate else 0.0
         self.frame_limit = frame_limit
-        self.exposed = []
-        self.delivered = []
-        self.queued = []
+        self.exposed = History()
+        self.delivered = History()
+        self.queued = History()
         self.fault = None  # (frame index, time) of an overflow
         self.stopped_at = None
 
@@ -65,7 +86,14 @@ class Timeline:
         """How many frames have started exposing at or before ``when`` (this also finds overflows)."""
         while self._expose_upto(len(self.exposed), when) and self.exposed[-1] <= when:
             pass
-        return bisect.bisect_right(self.exposed, when)
+        return bisect.bisect_right(self.exposed, when, lo=self.exposed.base)
+
+    def delivered_to_host(self, k):
+        """Frame k is with the host: forget, now and then, what no later frame depends on."""
+        if k % FORGET_EVERY == FORGET_EVERY - 1:
+            oldest_needed = min(k, len(self.exposed) - self.capacity, len(self.delivered) - 1)
+            for history in (self.exposed, self.delivered, self.queued):
+                history.forget_before(oldest_needed)
 
     def _expose_upto(self, k, now):
         while len(self.exposed) <= k:

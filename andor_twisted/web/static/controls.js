@@ -1,0 +1,89 @@
+// The JSON control API (/api) and the page's error area. Every failed request ends up in #error
+// with the server's own message; nothing is dropped silently.
+
+export class ApiError extends Error {
+  constructor(message, status, body) {
+    super(message);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+// The "value" of one API call; an ApiError with the server's message if it answers an error.
+export async function api(method, path, value) {
+  const init = { method, headers: {} };
+  if (value !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify({ value });
+  }
+  let response;
+  try {
+    response = await fetch(`/api/${path}`, init);
+  } catch (e) {
+    throw new ApiError(`cannot reach the server (${method} /api/${path}): ${e.message}`, 0, null);
+  }
+  return answer(response, `${method} /api/${path}`);
+}
+
+async function answer(response, what) {
+  const text = await response.text();
+  let body = null;
+  try {
+    body = JSON.parse(text);
+  } catch (e) {
+    // not JSON: a proxy's error page, say; report the status and the start of the text
+  }
+  if (!response.ok) {
+    const message = body && body.message ? body.message : `${what}: ${response.status} ${text.slice(0, 200)}`;
+    throw new ApiError(message, response.status, body);
+  }
+  if (!body || !("value" in body)) {
+    throw new ApiError(`${what} answered something other than {"value": ...}`, response.status, body);
+  }
+  return body.value;
+}
+
+// Fetch `url` (a snap) and save it as a file; an error answer is shown, not saved.
+export async function download(url, filename) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new ApiError(`cannot reach the server (GET ${url}): ${e.message}`, 0, null);
+  }
+  if (!response.ok) await answer(response, `GET ${url}`); // throws with the server's message
+  const blob = await response.blob();
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = filename;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+}
+
+const errorArea = () => document.getElementById("error");
+
+// Show an error (an Error or a string) in #error until the next one or a click on it.
+export function showError(error) {
+  const message = typeof error === "string" ? error : error.message;
+  const area = errorArea();
+  area.textContent = message;
+  area.title = `${new Date().toLocaleTimeString()}; click to dismiss`;
+  area.hidden = false;
+  console.warn(message);
+}
+
+export function clearError() {
+  const area = errorArea();
+  area.textContent = "";
+  area.hidden = true;
+}
+
+// Run an async action, reporting its failure in #error. Returns its result, or undefined if it failed.
+export async function reported(action) {
+  try {
+    return await action();
+  } catch (e) {
+    showError(e);
+    return undefined;
+  }
+}
