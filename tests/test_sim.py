@@ -294,7 +294,7 @@ class LongAcquisitionTests(unittest.SynchronousTestCase):
             cam.queue(np.empty(size, np.uint8), size)
         cam.AcquisitionStart()
         timeline = cam._timeline
-        for k in range(3 * FORGET_EVERY):
+        for _ in range(3 * FORGET_EVERY):
             buf = cam.wait_buffer(1000)._np_data
             cam.queue(buf, size)
         self.assertGreaterEqual(timeline.exposed_by(clock.seconds()), 3 * FORGET_EVERY)
