@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 from twisted.internet import defer, threads
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
 import andor
@@ -38,6 +40,7 @@ class StreamFixture(unittest.TestCase):
     @defer.inlineCallbacks
     def setUp(self):
         options = {**SIM_OPTIONS, "sim-onboard-memory": 4 * FRAME_BYTES, **self.sim}
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         self.server = LoopbackServer()
         yield self.server.start(tap.simulated_sdk(options))
         self.cam = self.server.cam
@@ -71,6 +74,8 @@ class BurstStreamTests(StreamFixture):
         self.assertEqual((summary["frames"], summary["waited_frames"], summary["state"]), (30, 0, "done"))
         self.assertLess(summary["took_s"], 0.5 * 30 * SLOW)
         self.assertAlmostEqual(summary["fps_achieved"], FPS, places=3)
+        debug = [e for e in self.events if e["log_level"] == LogLevel.debug]
+        self.assertEqual(debug, [], "nothing is logged per message")
 
     @defer.inlineCallbacks
     def test_spool_of_one_with_a_slow_reader(self):

@@ -10,13 +10,11 @@ they are.
 
 import json
 
-import txaio
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.internet.interfaces import IPullProducer
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from andor_twisted.acquisition.burst import NoSuchBurst
@@ -25,7 +23,9 @@ from andor_twisted.camera.errors import CameraError
 
 WINDOW_FRAMES = 8  # at most this many unacknowledged frames ...
 WINDOW_BYTES = 32 * 1024 * 1024  # ... and bytes (but always at least one frame)
-SEND_LIMIT = 4 * 1024 * 1024  # bytes per send(); Twisted's 128 KiB takes 85 reactor passes per full frame
+# bytes per send(). Twisted's 128 KiB takes 85 reactor passes per full frame; but once less than this is
+# left of a frame, Twisted copies what is left (abstract.FileDescriptor.doWrite), so not much more.
+SEND_LIMIT = 1024 * 1024
 MAX_INCOMING = 64 * 1024  # what a reader sends is acknowledgements and small requests
 
 
@@ -93,8 +93,6 @@ class FrameSender:
 
 class BurstStreamProtocol(WebSocketServerProtocol):
     """``/stream/burst?id=N``: the frames of burst N, then an end or error message."""
-
-    log = Logger()
 
     def onConnect(self, request):
         try:
@@ -205,7 +203,6 @@ class StreamResource(WebSocketResource):
 
 def stream_resource(protocol, **attributes):
     """A WebSocket resource serving ``protocol``; ``attributes`` are set on its factory."""
-    txaio.set_global_log_level("info")  # autobahn logs every message at debug level
     factory = WebSocketServerFactory()
     factory.protocol = protocol
     for name, value in attributes.items():
