@@ -15,6 +15,19 @@ def frame(n, size=16):
 
 
 class SpoolTests(unittest.SynchronousTestCase):
+    def test_room_for_several(self):
+        """room(n) waits until n frames fit."""
+        spool = Spool(3)
+        for n in range(3):
+            spool.put(frame(n))
+        room = spool.room(2)
+        spool.next()
+        spool.acknowledge(0)
+        self.assertNoResult(room)
+        spool.next()
+        spool.acknowledge(1)
+        self.successResultOf(room)
+
     def test_room_until_full(self):
         """room() fires at once below capacity; at capacity it waits until an acknowledgement frees a frame."""
         spool = Spool(2)
@@ -99,7 +112,7 @@ class FrameSenderTests(unittest.SynchronousTestCase):
         self.spool = Spool(100)
         self.transport = StringTransport()
         self.ended = []
-        self.sender = stream.FrameSender(self.transport, self.spool, self.ended.append)
+        self.sender = stream.FrameSender(self.transport, self.spool, self.ended.append, stream.WINDOW_FRAMES)
         self.sender.start()
         self.assertIs(self.transport.producer, self.sender)
         self.assertFalse(self.transport.streaming)  # a pull producer
@@ -146,12 +159,9 @@ class FrameSenderTests(unittest.SynchronousTestCase):
 
     def test_window_in_bytes(self):
         """Large frames shrink the window to what fits in WINDOW_BYTES, but never below one frame."""
-        big = stream.WINDOW_BYTES // 2
-        for n in range(4):
-            self.spool.put(frame(n, size=big))
-        for _ in range(4):
-            self.sender.resumeProducing()
-        self.assertEqual(self.spool.in_flight, 1)
+        self.assertEqual(stream.window_for(1000), stream.WINDOW_FRAMES)
+        self.assertEqual(stream.window_for(stream.WINDOW_BYTES // 3), 3)
+        self.assertEqual(stream.window_for(stream.WINDOW_BYTES * 2), 1)
 
     def test_waits_for_a_frame(self):
         """An idle transport with an empty spool sends the frame as soon as it is put."""

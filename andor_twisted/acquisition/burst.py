@@ -18,6 +18,7 @@ from andor_twisted.camera.errors import CameraError, InvalidValue
 from andor_twisted.web import wire
 
 BURST_BUFFERS = 8  # SDK buffers queued for a burst: frames that may leave the camera while the spool is full
+REFILL = 8  # a full spool waits for room for this many frames (a quarter of a small spool) before taking more
 LATE = 1.5  # a frame exposed more than this many frame periods after the previous one waited for room
 
 
@@ -51,6 +52,7 @@ class Burst:
         self._period_ticks = self._tick_frequency = None
         self._capture = None
         self._capture_waiters = []  # Deferreds for when_captured()
+        self.message_bytes = None  # a frame's size on the wire, once armed
         self.readers = 0
         self.idle_call = None  # the idle timeout's pending call, while nobody reads
 
@@ -80,6 +82,7 @@ class Burst:
             return self
         itemsize = 4 if layout["encoding"] == "Mono32" else 2
         message_bytes = wire.HEADER_SIZE + layout["width"] * layout["height"] * itemsize
+        self.message_bytes = message_bytes
         self.spool.capacity = min(self.requested_spool, max(1, memory_limit // message_bytes))
         if self.spool.capacity < self.requested_spool:
             self.log.warn("burst {id}: the spool holds {n} frames, not {asked}, within --spool-memory-limit",
@@ -103,8 +106,11 @@ class Burst:
     @defer.inlineCallbacks
     def _run(self, layout):
         try:
+            # a full spool is refilled in batches: a trip to the SDK thread for every frame acknowledged
+            # would cost more than the frame
+            refill = min(REFILL, max(1, self.spool.capacity // 4))
             while self.spool.captured < self.frames:
-                yield self.spool.room()
+                yield self.spool.room(min(refill, self.frames - self.spool.captured))
                 want = min(self.spool.capacity - self.spool.frames, self.frames - self.spool.captured)
                 batch = yield self.camera.next_frames(layout, self.spool.captured, want, self._pack)
                 for frame in batch:

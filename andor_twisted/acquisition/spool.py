@@ -24,6 +24,7 @@ class Spool:
         self.sent = 0  # distinct frames handed to a reader (a frame sent again after a reconnect counts once)
         self.acknowledged = 0
         self._room = None  # the capture's Deferred waiting for room
+        self._room_for = 1  # ... for this many frames
         self._reader = None  # the reader's Deferred waiting for a frame
         self._end = None  # once no frame will come: None (the capture finished) or the error to raise
         self._ended = False
@@ -42,12 +43,13 @@ class Spool:
 
     # ---- the capture's side ----
 
-    def room(self):
-        """A Deferred that fires once the spool can take another frame."""
+    def room(self, frames=1):
+        """A Deferred that fires once the spool can take ``frames`` more frames."""
         if self._ended:
             return defer.fail(self._end or RuntimeError("the spool is closed"))
-        if not self.full:
+        if self.capacity - self.frames >= frames:
             return defer.succeed(None)
+        self._room_for = frames
         self._room = defer.Deferred(lambda d: setattr(self, "_room", None))
         return self._room
 
@@ -101,7 +103,7 @@ class Spool:
             self.bytes -= len(frame.message)
             self.in_flight_bytes -= len(frame.message)
             self.acknowledged += 1
-        if self._room is not None and not self.full:
+        if self._room is not None and self.capacity - self.frames >= self._room_for:
             room, self._room = self._room, None
             room.callback(None)
         self._wake_reader_at_end()

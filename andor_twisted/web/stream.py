@@ -29,6 +29,11 @@ SEND_LIMIT = 1024 * 1024
 MAX_INCOMING = 64 * 1024  # what a reader sends is acknowledgements and small requests
 
 
+def window_for(message_bytes):
+    """How many frames of this size may be unacknowledged."""
+    return max(1, min(WINDOW_FRAMES, WINDOW_BYTES // message_bytes))
+
+
 @implementer(IPullProducer)
 class FrameSender:
     """Moves frames from a spool to a transport, one at a time, within the acknowledgement window.
@@ -37,11 +42,11 @@ class FrameSender:
     a finished burst, or with the exception that ended it.
     """
 
-    def __init__(self, transport, spool, on_end):
+    def __init__(self, transport, spool, on_end, window):
         self.transport = transport
         self.spool = spool
         self.on_end = on_end
-        self.window = WINDOW_FRAMES
+        self.window = window
         self._transport_ready = False
         self._waiting = None  # spool.next() not yet fired
         self._done = False
@@ -76,8 +81,6 @@ class FrameSender:
         if frame is None:
             self._end(None)
             return
-        size = len(frame.message)
-        self.window = max(1, min(WINDOW_FRAMES, WINDOW_BYTES // size))
         self._transport_ready = False
         self.transport.write(frame.message)
 
@@ -113,7 +116,9 @@ class BurstStreamProtocol(WebSocketServerProtocol):
             return
         self.burst = burst
         bursts.reader_attached(burst)
-        self.sender = FrameSender(self.transport, burst.spool, self._ended)
+        window = min(window_for(burst.message_bytes), burst.spool.capacity)
+        self.send_json({"type": "stream", "burst": burst.id, "frames": burst.frames, "window": window})
+        self.sender = FrameSender(self.transport, burst.spool, self._ended, window)
         self.sender.start()
 
     def onMessage(self, payload, isBinary):

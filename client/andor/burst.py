@@ -41,6 +41,8 @@ class BurstFrames(collections.abc.Generator):
         self._tick_frequency = None
         self._finished = False
         self._header = bytearray(14 + wire.HEADER_SIZE)
+        self._window = 1  # frames the server sends ahead of acknowledgements (its "stream" message says)
+        self._acknowledged = -1
 
     def __repr__(self):
         return f"<BurstFrames of burst {self.id}: {len(self._numbers)} of {self.frames} frames read>"
@@ -83,6 +85,8 @@ class BurstFrames(collections.abc.Generator):
         if self._ws is not None:
             ws, self._ws = self._ws, None
             try:
+                if self._numbers and self._numbers[-1] > self._acknowledged:
+                    ws.send(json.dumps({"ack": self._numbers[-1]}))  # what was read stays read
                 ws.close(timeout=1)
             except Exception:  # closing a broken connection
                 ws.shutdown()
@@ -147,7 +151,10 @@ class BurstFrames(collections.abc.Generator):
         if fields["burst_id"] != self.id or number != expected:
             raise AndorError(f"expected frame {expected} of burst {self.id}, got frame {number} of burst "
                              f"{fields['burst_id']}")
-        self._ws.send(json.dumps({"ack": number}))
+        # acknowledging every frame would cost the server more than the frame; half the window is enough
+        if number - self._acknowledged >= max(1, self._window // 2) or number == self.frames - 1:
+            self._ws.send(json.dumps({"ack": number}))
+            self._acknowledged = number
         self._numbers.append(number)
         if fields["ticks"] is not None:
             self._ticks.append(fields["ticks"])
@@ -156,10 +163,12 @@ class BurstFrames(collections.abc.Generator):
 
     def _handle_text(self, payload):
         message = json.loads(payload)
-        if message.get("type") == "end":
+        if message.get("type") == "stream":
+            self._window = message["window"]
+        elif message.get("type") == "end":
             self.summary = message["summary"]
             raise StopIteration
-        if message.get("type") == "error":
+        elif message.get("type") == "error":
             if message.get("error") in ("burst_discarded", "no_such_burst"):
                 details = {k: v for k, v in message.items() if k not in ("type", "error", "message")}
                 raise BurstDiscarded(message.get("message"), code=message["error"], details=details)

@@ -74,6 +74,7 @@ class Painter:
         self.digit_value = min(int(DARK_OFFSET + 0.6 * (max_value - DARK_OFFSET)), max_value)
         self.digit_scale = max(1, min(height, width) // 160)  # small: auto-contrast should see the scene
         self._clean_digits = None
+        self._glyphs = [np.kron(glyph, np.ones((self.digit_scale,) * 2, bool)) for glyph in _GLYPHS]
 
     def paint(self, frame_number, t, out):
         """Write frame ``frame_number``, exposed ``t`` seconds into the acquisition, into ``out``
@@ -123,7 +124,7 @@ class Painter:
         s = self.digit_scale
         x = y = 2 * s
         for ch in str(number):
-            glyph = np.kron(_GLYPHS[int(ch)], np.ones((s, s), bool))
+            glyph = self._glyphs[int(ch)]
             window = out[y : y + glyph.shape[0], x : x + glyph.shape[1]]
             window[glyph[: window.shape[0], : window.shape[1]]] = self.digit_value
             x += 4 * s
