@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 from twisted.internet import defer, threads
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 import andor
@@ -34,6 +36,17 @@ class APITestCase(unittest.TestCase):
 
 
 class ClientTests(APITestCase):
+    @defer.inlineCallbacks
+    def test_access_log(self):
+        """Requests that change the camera or fail are logged; a viewer's successful polls are not."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        yield self.client(self.server.raw, "GET", "/api/temperature")
+        yield self.client(self.server.raw, "PUT", "/api/exposure_time", {"value": 0.02})
+        yield self.client(self.server.raw, "GET", "/api/features/Nope")
+        lines = [e["log_io"] for e in events if "log_io" in e]
+        self.assertEqual([line.split('"')[3].split()[:2] for line in lines],
+                         [["PUT", "/api/exposure_time"], ["GET", "/api/features/Nope"]])
+
     @defer.inlineCallbacks
     def test_quick_start(self):
         """The README's quick start: exposure, AOI, binning, snap, features, cooling."""

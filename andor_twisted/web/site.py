@@ -11,6 +11,15 @@ from andor_twisted.web.api import CameraAPI
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
 
+class Site(server.Site):
+    """Logs the requests that change something or fail, not every poll of an open viewer (several a second,
+    for months, in the journal)."""
+
+    def log(self, request):
+        if request.method != b"GET" or request.code >= 400:
+            super().log(request)
+
+
 def make_site(camera_service, bursts, live):
     root = resource.Resource()
     root.putChild(b"", static.File(os.path.join(STATIC, "index.html"), defaultType="text/html"))
@@ -23,6 +32,6 @@ def make_site(camera_service, bursts, live):
     streams.putChild(b"burst", stream.stream_resource(stream.BurstStreamProtocol, bursts=bursts))
     streams.putChild(b"live", stream.stream_resource(stream.LiveStreamProtocol, live=live))
     root.putChild(b"stream", streams)
-    site = server.Site(root)
+    site = Site(root)
     site.displayTracebacks = False
     return site
