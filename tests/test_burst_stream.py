@@ -72,6 +72,7 @@ class BurstStreamTests(StreamFixture):
         np.testing.assert_allclose(np.diff(frames.timestamps), PERIOD, atol=1e-6)
         summary = frames.summary
         self.assertEqual((summary["frames"], summary["waited_frames"], summary["state"]), (30, 0, "done"))
+        self.assertEqual((summary["fps_requested"], summary["fps"]), (FPS, FPS))
         self.assertLess(summary["took_s"], 0.5 * 30 * SLOW)
         self.assertAlmostEqual(summary["fps_achieved"], FPS, places=3)
         debug = [e for e in self.events if e["log_level"] == LogLevel.debug]

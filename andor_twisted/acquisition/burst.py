@@ -38,7 +38,8 @@ class Burst:
     def __init__(self, burst_id, frames, fps, spool_frames, camera, clock):
         self.id = burst_id
         self.frames = frames
-        self.fps = fps
+        self.fps_requested = fps
+        self.fps = fps  # what the camera set, once armed (it may round)
         self.requested_spool = spool_frames or frames  # 0: the whole burst
         self.camera = camera
         self.clock = clock
@@ -181,7 +182,8 @@ class Burst:
         if self._first_ticks is not None and self._last_ticks > self._first_ticks:
             fps_achieved = (spool.captured - 1) * self._tick_frequency / (self._last_ticks - self._first_ticks)
         return {
-            "id": self.id, "state": self.state, "frames": self.frames, "fps": self.fps,
+            "id": self.id, "state": self.state, "frames": self.frames, "fps_requested": self.fps_requested,
+            "fps": self.fps,
             "spool_capacity": spool.capacity, "captured": spool.captured, "sent": spool.sent,
             "acknowledged": spool.acknowledged, "spool_frames": spool.frames, "spool_bytes": spool.bytes,
             "high_water_frames": spool.high_water_frames, "high_water_bytes": spool.high_water_bytes,
