@@ -76,6 +76,13 @@ def frames_drawn(tab):
     return tab.evaluate("Number(document.getElementById('image').dataset.frames)")
 
 
+def fix_levels(tab, black, white):
+    """Auto-contrast off, and the given black and white levels."""
+    tab.uncheck("#auto-contrast")
+    tab.fill("#black", str(black))
+    tab.fill("#white", str(white))
+
+
 def wait_for_frames(tab, count, timeout=TIMEOUT_MS, since=None):
     """Wait until the page has drawn ``count`` frames more than ``since`` (default: the frames it has drawn
     now); say what the page shows if it does not."""

@@ -14,7 +14,7 @@ from twisted.internet import defer, threads
 from twisted.trial import unittest
 
 from tests import browser_support
-from tests.browser_support import canvas_means, http, wait_for_frames
+from tests.browser_support import canvas_means, fix_levels, http, wait_for_frames
 from tests.helpers import LoopbackServer
 
 FRAME_VECTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs", "frame-vectors.json")
@@ -279,9 +279,7 @@ class LiveViewTests(BrowserTestCase):
 
         def check(tab):
             wait_for_frames(tab, 1)
-            tab.uncheck("#auto-contrast")
-            tab.fill("#black", "100")
-            tab.fill("#white", "3000")
+            fix_levels(tab, 100, 3000)
             brightness = []
             for exposure in ("0.002", "0.05"):
                 tab.fill("#exposure", exposure)
@@ -299,9 +297,7 @@ class LiveViewTests(BrowserTestCase):
 
         def check(tab):
             wait_for_frames(tab, 1)
-            tab.uncheck("#auto-contrast")
-            tab.fill("#black", "100")
-            tab.fill("#white", "3000")
+            fix_levels(tab, 100, 3000)
             red, green, blue = canvas_means(tab)
             self.assertAlmostEqual(green, blue, delta=0.5)  # gray (saturated red pixels aside)
             tab.select_option("#colormap", "viridis")

@@ -94,7 +94,14 @@ class FrameSender:
         self.on_end(error)
 
 
-class BurstStreamProtocol(WebSocketServerProtocol):
+class StreamProtocol(WebSocketServerProtocol):
+    """What the burst and live streams share: control and status messages are JSON text."""
+
+    def send_json(self, message):
+        self.sendMessage(json.dumps(message, default=str).encode(), isBinary=False)
+
+
+class BurstStreamProtocol(StreamProtocol):
     """``/stream/burst?id=N``: the frames of burst N, then an end or error message."""
 
     def onConnect(self, request):
@@ -139,9 +146,6 @@ class BurstStreamProtocol(WebSocketServerProtocol):
         else:
             self.send_error(error)
 
-    def send_json(self, message):
-        self.sendMessage(json.dumps(message, default=str).encode(), isBinary=False)
-
     def send_error(self, error):
         code = getattr(error, "code", "internal_error")
         self.send_json({"type": "error", "error": code, "message": getattr(error, "message", str(error)),
@@ -155,7 +159,7 @@ class BurstStreamProtocol(WebSocketServerProtocol):
             self.sender = None
 
 
-class LiveStreamProtocol(WebSocketServerProtocol):
+class LiveStreamProtocol(StreamProtocol):
     """``/stream/live?width=W&height=H``: the newest frames, reduced to about W x H pixels."""
 
     def onConnect(self, request):
@@ -182,9 +186,6 @@ class LiveStreamProtocol(WebSocketServerProtocol):
                 raise ValueError(message)
         except (ValueError, TypeError, UnicodeDecodeError):
             self.sendClose(1003, 'a viewer sends {"ack": frame_number} or {"display": [width, height]}')
-
-    def send_json(self, message):
-        self.sendMessage(json.dumps(message, default=str).encode(), isBinary=False)
 
     def onClose(self, wasClean, code, reason):
         if self.viewer is not None:

@@ -66,10 +66,7 @@ class BurstFrames(collections.abc.Generator):
             if self._ws is None:
                 self._connect()
             return self._read_frame()
-        except StopIteration:
-            self.close()
-            raise
-        except BaseException:
+        except BaseException:  # the end (StopIteration) or an error: either way the stream is done
             self.close()
             raise
 
