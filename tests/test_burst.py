@@ -3,6 +3,7 @@ the spool is full, and the camera then slows to the reader's pace; supersede, fa
 
 import types
 
+import numpy as np
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
@@ -58,13 +59,33 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
         self.assertIsNone(self.camera.acquiring)
 
     def test_frames_are_stream_messages(self):
-        """Each spooled frame is its wire message, whose image view is the frame."""
+        """Each spooled frame is its wire message, whose pixels are still in the camera's buffer."""
         burst = self.successResultOf(self.bursts.start(2, FPS))
         frame = self.read(burst, 1)[0]
-        header = len(frame.message) - wire.HEADER_SIZE - frame.image.nbytes
-        fields, image = wire.parse(frame.message[header:])
+        self.assertTrue(np.shares_memory(frame.message[1], frame.buffer))
+        message = b"".join(frame.message)
+        header = len(message) - wire.HEADER_SIZE - frame.image.nbytes
+        fields, image = wire.parse(message[header:])
         self.assertEqual((fields["burst_id"], fields["frame_number"], fields["ticks"]), (burst.id, 0, frame.ticks))
         self.assertEqual(image.tolist(), frame.image.tolist())
+
+    def test_camera_buffers_are_lent_until_acknowledged(self):
+        """A spooled frame's pixels stay in its own camera buffer, which the camera does not get back
+        until the reader acknowledges the frame; then buffers go round instead of new ones being made."""
+        burst = self.successResultOf(self.bursts.start(200, FPS, 20))
+        self.clock.pump([0.01] * 100)
+        unread = list(burst.spool._unsent)
+        self.assertEqual(len(unread), 20)
+        lent = {id(frame.buffer) for frame in unread}
+        self.assertEqual(len(lent), 20)
+        self.assertFalse(lent & {id(b) for b in self.camera._queued})
+        seen = set()
+        for _ in range(180):
+            seen.update(id(frame.buffer) for frame in self.read(burst, 1))
+            self.clock.advance(0.01)
+        self.read(burst, 20)
+        self.assertEqual(burst.state, "done")
+        self.assertLessEqual(len(seen), 20 + 8 + 2 * 8)  # the spool, the queue, the spares
 
     def test_full_spool_stops_taking_frames(self):
         """With a spool of 2, the capture stops taking frames; the camera fills its host buffers and

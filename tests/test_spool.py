@@ -1,17 +1,20 @@
 """The spool and the frame sender: a bounded FIFO driven by Deferreds, and the acknowledgement window."""
 
+from dataclasses import replace
+
 import numpy as np
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
+from andor_twisted.acquisition import spool as spool_module
 from andor_twisted.acquisition.spool import Spool
 from andor_twisted.camera.driver import Frame
 from andor_twisted.web import stream, wire
 
 
 def frame(n, size=16):
-    message, image = wire.frame_message(1, n, np.full((1, size // 2), n, np.uint16))
-    return Frame(image, n, None, None, message)
+    parts, image = wire.frame_parts(1, n, np.full((1, size // 2), n, np.uint16))
+    return Frame(image, n, None, None, parts)
 
 
 class SpoolTests(unittest.SynchronousTestCase):
@@ -46,13 +49,30 @@ class SpoolTests(unittest.SynchronousTestCase):
         spool = Spool(10)
         for n in range(3):
             spool.put(frame(n))
-        size = len(frame(0).message)
+        size = spool_module.message_bytes(frame(0))
         self.assertEqual((spool.frames, spool.bytes), (3, 3 * size))
         for _ in range(3):
             spool.next()
         spool.acknowledge(1)  # acknowledges frames 0 and 1
         self.assertEqual((spool.frames, spool.bytes, spool.acknowledged), (1, size, 2))
         self.assertEqual((spool.high_water_frames, spool.high_water_bytes), (3, 3 * size))
+
+    def test_acknowledgement_gives_back_camera_buffers(self):
+        """A frame still in the camera's buffer gives that buffer back when acknowledged, not before,
+        and not when discarded (it may be half-way out to a reader)."""
+        given_back = []
+        spool = Spool(10, given_back.append)
+        buffers = [np.zeros(4, np.uint8) for _ in range(3)]
+        for n, buffer in enumerate(buffers):
+            spool.put(replace(frame(n), buffer=buffer))
+        spool.put(frame(3))  # copied out of the camera's buffer: nothing to give back
+        for _ in range(4):
+            spool.next()
+        self.assertEqual(given_back, [])
+        spool.acknowledge(0)
+        self.assertEqual([id(b) for b in given_back], [id(buffers[0])])
+        spool.discard(RuntimeError("replaced"))
+        self.assertEqual(len(given_back), 1)
 
     def test_reader_waits_for_frames(self):
         """next() waits for the next put; the frames come in order."""

@@ -15,13 +15,23 @@ VECTORS = json.load(open(os.path.join(os.path.dirname(__file__), "..", "docs", "
 class WireTests(unittest.TestCase):
     def test_server_writes_the_vectors(self):
         """The server's message for each vector's fields and pixels is the vector, byte for byte,
-        WebSocket framing included, and its image view shows the pixels."""
+        WebSocket framing included, whether in one piece or in two parts."""
         for v in VECTORS:
             f = v["fields"]
             image = np.array(v["pixels"], dtype="<" + f["dtype"])
-            data, view = wire.frame_message(f["burst_id"], f["frame_number"], image, f["ticks"], f["tick_frequency"])
-            self.assertEqual(data.hex(), v["websocket_frame_hex"], v["description"])
-            self.assertEqual(view.tolist(), v["pixels"])
+            args = f["burst_id"], f["frame_number"], image, f["ticks"], f["tick_frequency"]
+            self.assertEqual(wire.frame_message(*args).hex(), v["websocket_frame_hex"], v["description"])
+            parts, _ = wire.frame_parts(*args)
+            self.assertEqual(b"".join(parts).hex(), v["websocket_frame_hex"], v["description"])
+
+    def test_parts_hold_the_pixels_in_place(self):
+        """A contiguous little-endian image is sent from where it is; a strided or big-endian one
+        is copied into a contiguous little-endian array first."""
+        rows = np.arange(24, dtype="<u2").reshape(4, 6)
+        for image, in_place in ((rows, True), (rows[:, :4], False), (rows.astype(">u2"), False)):
+            (prefix, pixels), sent = wire.frame_parts(1, 0, image)
+            self.assertEqual(np.shares_memory(sent, rows), in_place)
+            self.assertEqual(np.frombuffer(pixels, "<u2").reshape(image.shape).tolist(), image.tolist())
 
     def test_both_read_the_vectors(self):
         """Server and client parse each vector's message into its fields."""

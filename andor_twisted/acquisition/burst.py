@@ -9,6 +9,7 @@ the last frame is off it, settings and snaps work again while the spool drains.
 
 from dataclasses import replace
 
+import numpy as np
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -43,7 +44,7 @@ class Burst:
         self.requested_spool = spool_frames or frames  # 0: the whole burst
         self.camera = camera
         self.clock = clock
-        self.spool = Spool(self.requested_spool)  # resized to the memory limit once the frame size is known
+        self.spool = Spool(self.requested_spool, camera.give_back)  # resized to the memory limit once the frame size is known
         self._state = "arming"
         self.started_at = clock.seconds()
         self.took_s = None
@@ -111,9 +112,9 @@ class Burst:
             # would cost more than the frame
             refill = min(REFILL, max(1, self.spool.capacity // 4))
             while self.spool.captured < self.frames:
-                yield self.spool.room(min(refill, self.frames - self.spool.captured))
+                yield self.spool.room(min(refill if self.spool.full else 1, self.frames - self.spool.captured))
                 want = min(self.spool.capacity - self.spool.frames, self.frames - self.spool.captured)
-                batch = yield self.camera.next_frames(layout, self.spool.captured, want, self._pack)
+                batch = yield self.camera.next_frames(layout, self.spool.captured, want, self._pack, lend=True)
                 for frame in batch:
                     self._time(frame)
                     self.spool.put(frame)
@@ -161,10 +162,13 @@ class Burst:
         return self.when_captured()
 
     def _pack(self, frame):
-        """In the SDK thread: the frame as its stream message, the one copy of its pixels."""
-        message, image = wire.frame_message(self.id, frame.frame_number, frame.image, frame.ticks,
-                                            frame.tick_frequency)
-        return replace(frame, image=image, message=message)
+        """In the SDK thread: the frame as its stream message. The pixels stay in the camera's buffer,
+        lent to the spool until the reader has them, unless the pixel encoding or padded rows meant
+        copying them out."""
+        parts, image = wire.frame_parts(self.id, frame.frame_number, frame.image, frame.ticks,
+                                        frame.tick_frequency)
+        in_place = np.may_share_memory(image, frame.buffer)
+        return replace(frame, image=image, message=parts, buffer=frame.buffer if in_place else None)
 
     def _time(self, frame):
         if frame.ticks is None:

@@ -195,7 +195,7 @@ class LiveView(service.Service):
         messages = {}
         for step in self._steps:
             reduced = frame.image[::step, ::step] if step > 1 else frame.image
-            messages[step] = wire.frame_message(0, frame.frame_number, reduced, frame.ticks, frame.tick_frequency)[0]
+            messages[step] = wire.frame_message(0, frame.frame_number, reduced, frame.ticks, frame.tick_frequency)
         return replace(frame, image=None, message=messages)
 
     def _send_view(self, viewer):

@@ -3,7 +3,8 @@
 A frame enters when it is off the camera (``put``) and leaves when the reader acknowledges it
 (``acknowledge``); in between it is unsent, or sent and in flight. Nothing polls: the capture waits on
 ``room()``, the reader on ``next()``. Memory is taken frame by frame as frames arrive and given back
-as they are acknowledged, never reserved up front.
+as they are acknowledged, never reserved up front. A frame's pixels may still be in the camera's
+buffer (``frame.buffer``): an acknowledgement hands that buffer to ``give_back``.
 """
 
 import collections
@@ -11,9 +12,15 @@ import collections
 from twisted.internet import defer
 
 
+def message_bytes(frame):
+    """The size of a frame's message, the parts it is sent in together."""
+    return sum(len(part) for part in frame.message)
+
+
 class Spool:
-    def __init__(self, capacity):
+    def __init__(self, capacity, give_back=lambda buffer: None):
         self.capacity = capacity  # frames it may hold, unsent and in flight together
+        self.give_back = give_back
         self._unsent = collections.deque()
         self._in_flight = collections.deque()
         self.bytes = 0
@@ -54,10 +61,10 @@ class Spool:
         return self._room
 
     def put(self, frame):
-        """Add a frame just off the camera (``frame.message`` holds it as sent)."""
+        """Add a frame just off the camera (``frame.message`` holds it as sent, in parts)."""
         self._unsent.append(frame)
         self.captured += 1
-        self.bytes += len(frame.message)
+        self.bytes += message_bytes(frame)
         self.high_water_frames = max(self.high_water_frames, self.frames)
         self.high_water_bytes = max(self.high_water_bytes, self.bytes)
         if self._reader is not None:
@@ -70,7 +77,8 @@ class Spool:
         self._wake_reader_at_end()
 
     def discard(self, error):
-        """Drop every frame now; whoever waits gets ``error``."""
+        """Drop every frame now; whoever waits gets ``error``. The camera's buffers are not given back
+        (a frame may be half-way out of one): they go with the frames."""
         self._unsent.clear()
         self._in_flight.clear()
         self.bytes = self.in_flight_bytes = 0
@@ -100,9 +108,12 @@ class Spool:
         """The reader has frame ``frame_number`` and every frame before it: free them."""
         while self._in_flight and self._in_flight[0].frame_number <= frame_number:
             frame = self._in_flight.popleft()
-            self.bytes -= len(frame.message)
-            self.in_flight_bytes -= len(frame.message)
+            size = message_bytes(frame)
+            self.bytes -= size
+            self.in_flight_bytes -= size
             self.acknowledged += 1
+            if frame.buffer is not None:
+                self.give_back(frame.buffer)
         if self._room is not None and self.capacity - self.frames >= self._room_for:
             room, self._room = self._room, None
             room.callback(None)
@@ -119,7 +130,7 @@ class Spool:
     def _send_next(self):
         frame = self._unsent.popleft()
         self._in_flight.append(frame)
-        self.in_flight_bytes += len(frame.message)
+        self.in_flight_bytes += message_bytes(frame)
         self.sent = max(self.sent, frame.frame_number + 1)
         return frame
 

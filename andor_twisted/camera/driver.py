@@ -51,7 +51,8 @@ class Frame:
     frame_number: int
     ticks: int | None
     tick_frequency: int | None
-    message: bytes | None = None  # the frame as a stream sends it, when one packed it (image is a view of it)
+    message: object = None  # the frame as a stream sends it, when one packed it
+    buffer: np.ndarray | None = None  # the SDK buffer holding the pixels, while it is lent (see next_frames)
 
     @property
     def timestamp(self):
@@ -72,6 +73,9 @@ class AndorCamera:
         self._clock = clock
         self.acquiring = None  # what holds the camera: "snap", a burst, ... or None
         self._queued = collections.deque()  # our buffers, in the order the SDK will fill them
+        self._spare = collections.deque()  # buffers lent out and given back, for the running acquisition
+        self._buffer_bytes = None  # their size, while an acquisition runs
+        self._spare_max = 0
         self._closed = False
 
     @classmethod
@@ -303,8 +307,11 @@ class AndorCamera:
             "timestamps": "MetadataTimestamp" in self.features and cam.MetadataEnable and cam.MetadataTimestamp,
             "timeout_s": cam.ExposureTime + 1.0 / cam.FrameRate + FIRST_FRAME_GRACE_S,
         }
+        self._spare.clear()
+        self._buffer_bytes = layout["size"]
+        self._spare_max = 2 * n_buffers
         for _ in range(n_buffers):
-            self._queue(np.empty(layout["size"], np.uint8), layout["size"])
+            self._queue(np.empty(layout["size"], np.uint8))
         cam.AcquisitionStart()
         return layout
 
@@ -319,48 +326,64 @@ class AndorCamera:
         self._cam.AcquisitionStop()
         self._cam.flush()
         self._queued.clear()
+        self._buffer_bytes = None
+        self._spare.clear()
 
-    def _queue(self, buf, size):
-        self._cam.queue(buf, size)
+    def _queue(self, buf):
+        self._cam.queue(buf, buf.size)
         self._queued.append(buf)
 
+    def give_back(self, buffer):
+        """A buffer lent with a frame (``next_frames(lend=True)``) is free again. Any thread.
+
+        The running acquisition keeps a few to queue again; the rest, and any given back after the
+        acquisition ended, are simply dropped."""
+        if buffer.size == self._buffer_bytes and len(self._spare) < self._spare_max:
+            self._spare.append(buffer)
+
     @defer.inlineCallbacks
-    def next_frames(self, layout, first_number, max_count=1, pack=None):
+    def next_frames(self, layout, first_number, max_count=1, pack=None, lend=False):
         """The next frames of the running acquisition: waits (at most ``layout['timeout_s']``) for one,
         then takes up to ``max_count`` in all of those already waiting, in one trip to the SDK thread.
 
-        ``pack(frame)``, called in the SDK thread, must return a frame that owns its pixels: the
-        frame it gets has an image that is a view into an SDK buffer about to be reused. The default
-        copies the image; a stream can serialize it for the wire instead, making that its only copy.
+        ``pack(frame)`` runs in the SDK thread on a frame whose image is a view into ``frame.buffer``,
+        an SDK buffer, and returns the frame to deliver. Without ``lend`` the buffer is queued again at
+        once, so what pack returns must own its pixels (the default copies the image). With ``lend``,
+        a returned frame that still has its ``buffer`` keeps it until ``give_back(buffer)``, and the
+        camera gets another buffer meanwhile: the pixels then never need copying on the server.
         """
         deadline = self._clock.seconds() + layout["timeout_s"]
         while True:
             try:
-                return (yield self._call(self._take, layout, first_number, max_count, pack or _copy_image))
+                return (yield self._call(self._take, layout, first_number, max_count, pack or _copy_image, lend))
             except CameraTimeout as e:
                 if self._clock.seconds() >= deadline:
                     raise CameraTimeout(atcore.TIMEDOUT, f"no frame from the camera within "
                                                          f"{layout['timeout_s']:.1f} s") from e
 
-    def _take(self, layout, first_number, max_count, pack):
+    def _take(self, layout, first_number, max_count, pack, lend):
         """In the SDK thread: wait one slice for a frame, then take those already there. A failure
         after the first frame ends the batch; the next call meets it again."""
-        frames = [self._take_one(layout, first_number, WAIT_SLICE_MS, pack)]
+        frames = [self._take_one(layout, first_number, WAIT_SLICE_MS, pack, lend)]
         while len(frames) < max_count:
             try:
-                frames.append(self._take_one(layout, first_number + len(frames), 0, pack))
+                frames.append(self._take_one(layout, first_number + len(frames), 0, pack, lend))
             except self._sdk_exception:
                 break
         return frames
 
-    def _take_one(self, layout, frame_number, timeout_ms, pack):
+    def _take_one(self, layout, frame_number, timeout_ms, pack, lend):
         self._cam.wait_buffer(timeout_ms)
         raw = self._queued.popleft()  # buffers come back in the order they were queued
         image = buffers.decode(raw, layout["encoding"], layout["width"], layout["height"], layout["stride"],
                                copy=False)
         ticks = buffers.read_ticks(raw, layout["size"]) if layout["timestamps"] else None
-        frame = pack(Frame(image, frame_number, ticks, layout["tick_frequency"]))
-        self._queue(raw, layout["size"])
+        frame = pack(Frame(image, frame_number, ticks, layout["tick_frequency"], buffer=raw))
+        if lend and frame.buffer is not None:
+            self._queue(self._spare.popleft() if self._spare else np.empty(layout["size"], np.uint8))
+        else:
+            frame.buffer = None
+            self._queue(raw)
         return frame
 
     def snap(self, exposure_time=None):

@@ -1,19 +1,19 @@
 """Frame streams over WebSocket: bursts from the spool and the live view, one binary message per frame.
 
 Flow control is the reader's acknowledgements: never more than a window of unacknowledged frames is
-sent. Beneath that the transport gets one frame at a time (``FrameSender`` is a pull producer), so
-Twisted never queues, re-joins or copies more than the frame being sent, and a slow reader slows only
-the spool's drain. Autobahn does the handshake, control frames and incoming messages; the frame
-messages arrive here ready-made (``wire.frame_message``, built in the SDK thread) and are written as
-they are.
+sent. Beneath that the transport gets one frame at a time (``FrameSender`` is a pull producer), so a
+slow reader slows only the spool's drain. Autobahn does the handshake, control frames and incoming
+messages; burst frames arrive here ready-made (``wire.frame_parts``, built in the SDK thread) and go
+out with one gathering send each, straight from the camera's buffer (``GatherWriter``).
 """
 
+import collections
 import json
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet import defer
+from twisted.internet import defer, main, tcp
 from twisted.internet.interfaces import IPullProducer
 from zope.interface import implementer
 
@@ -39,11 +39,12 @@ class FrameSender:
     """Moves frames from a spool to a transport, one at a time, within the acknowledgement window.
 
     ``on_end(error)`` is called once the spool has no more frames: with None after the last frame of
-    a finished burst, or with the exception that ended it.
+    a finished burst, or with the exception that ended it. ``write(parts)`` sends a frame's message.
     """
 
-    def __init__(self, transport, spool, on_end, window):
+    def __init__(self, transport, spool, on_end, window, write=None):
         self.transport = transport
+        self.write = write or (lambda parts: transport.write(b"".join(parts)))
         self.spool = spool
         self.on_end = on_end
         self.window = window
@@ -82,7 +83,7 @@ class FrameSender:
             self._end(None)
             return
         self._transport_ready = False
-        self.transport.write(frame.message)
+        self.write(frame.message)
 
     def _failed(self, failure):
         self._waiting = None
@@ -125,7 +126,7 @@ class BurstStreamProtocol(StreamProtocol):
         bursts.reader_attached(burst)
         window = min(window_for(burst.message_bytes), burst.spool.capacity)
         self.send_json({"type": "stream", "burst": burst.id, "frames": burst.frames, "window": window})
-        self.sender = FrameSender(self.transport, burst.spool, self._ended, window)
+        self.sender = FrameSender(self.transport, burst.spool, self._ended, window, frame_writer(self.transport))
         self.sender.start()
 
     def onMessage(self, payload, isBinary):
@@ -199,6 +200,59 @@ def tune(transport):
     transport.setTcpNoDelay(True)
     transport.SEND_LIMIT = SEND_LIMIT
     transport.unregisterProducer()  # twisted.web's channel, which handed this connection over
+
+
+def frame_writer(transport):
+    """How to write a frame's parts to ``transport``: gathered from where they are on a TCP connection
+    (see ``GatherWriter``), else joined into one bytes object for ``transport.write()``."""
+    if isinstance(transport, tcp.Connection) and hasattr(transport, "_tempDataLen"):
+        return GatherWriter(transport).write
+    return lambda parts: transport.write(b"".join(parts))
+
+
+class GatherWriter:
+    """Sends a frame's parts with one ``sendmsg()`` from where they are (the pixels in the camera's
+    buffer), where ``transport.write()`` takes only one bytes object: joining an 11 MB frame costs
+    more than sending it, and Twisted then copies the last MiB of it again (FileDescriptor.doWrite).
+
+    It stands in front of the transport's own ``doWrite``, which still sends everything else
+    (autobahn's messages) after the parts, and keeps its producer and close handling. A frame
+    written while the transport's own buffer holds earlier bytes joins that buffer instead, so
+    messages always leave in the order they were written. (Reading that buffer relies on Twisted's
+    FileDescriptor internals; tests.test_stream pins the behaviour.)
+    """
+
+    def __init__(self, transport):
+        self.transport = transport
+        self._parts = collections.deque()  # unsent byte memoryviews, in order
+        self._transport_do_write = transport.doWrite
+        transport.doWrite = self.doWrite
+
+    def write(self, parts):
+        transport = self.transport
+        if len(transport.dataBuffer) > transport.offset or transport._tempDataLen:
+            transport.write(b"".join(parts))
+            return
+        self._parts.extend(memoryview(part).cast("B") for part in parts)
+        transport.startWriting()
+
+    def doWrite(self):
+        """The socket is writable: our parts first, then whatever the transport holds."""
+        while self._parts:
+            try:
+                sent = self.transport.socket.sendmsg(self._parts)
+            except BlockingIOError:
+                return None
+            except OSError:
+                return main.CONNECTION_LOST
+            while sent:
+                part = self._parts[0]
+                if sent < len(part):
+                    self._parts[0] = part[sent:]
+                    return None  # the socket is full: wait until it is writable again
+                sent -= len(part)
+                self._parts.popleft()
+        return self._transport_do_write()
 
 
 class StreamResource(WebSocketResource):

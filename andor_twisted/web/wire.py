@@ -1,9 +1,8 @@
 """The binary frame message of burst and live streams (docs/streaming.md), and its WebSocket framing.
 
-A frame leaves the server as one bytes object: the WebSocket frame header, our 48-byte header and the
-pixels, joined once. Twisted sends a lone bytes object without copying it again, so that join is the
-only copy of the pixels on the server, and it runs in the SDK thread (``bytes.join`` of large buffers
-releases the GIL), not in the reactor.
+A burst frame leaves the server in two parts written with one gathering send: the WebSocket frame
+header with our 48-byte header, then the pixels where the camera put them. The live view's reduced
+frames are joined into one bytes object instead (they are new arrays anyway, and small).
 """
 
 import struct
@@ -42,15 +41,18 @@ def websocket_header(length):
     return struct.pack("!BBQ", 0x82, 127, length)
 
 
-def frame_message(burst_id, frame_number, image, ticks=None, tick_frequency=None):
-    """One frame as a complete WebSocket frame: (bytes to write, a read-only image over those bytes)."""
+def frame_parts(burst_id, frame_number, image, ticks=None, tick_frequency=None):
+    """One frame as a complete WebSocket frame in two parts, (framing and header bytes, pixel bytes),
+    and the image those pixel bytes hold. The pixels are a memoryview of ``image`` itself unless it
+    is not contiguous little-endian (padded rows, say): then of a contiguous copy."""
     image = np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("<"))
     header = pack_header(burst_id, frame_number, image, ticks, tick_frequency)
-    framing = websocket_header(HEADER_SIZE + image.nbytes)
-    data = b"".join((framing, header, memoryview(image).cast("B")))
-    start = len(framing) + HEADER_SIZE
-    view = np.frombuffer(data, image.dtype, image.size, start).reshape(image.shape)
-    return data, view
+    return (websocket_header(HEADER_SIZE + image.nbytes) + header, memoryview(image).cast("B")), image
+
+
+def frame_message(burst_id, frame_number, image, ticks=None, tick_frequency=None):
+    """One frame as a complete WebSocket frame, in one bytes object."""
+    return b"".join(frame_parts(burst_id, frame_number, image, ticks, tick_frequency)[0])
 
 
 def parse_header(header, message_length):
