@@ -145,37 +145,63 @@ class FrameSenderTests(unittest.SynchronousTestCase):
             start = 2
             if length == 126:
                 length, start = int.from_bytes(data[2:4], "big"), 4
+            elif length == 127:
+                length, start = int.from_bytes(data[2:10], "big"), 10
             fields, _ = wire.parse(data[start : start + length])
             numbers.append(fields["frame_number"])
             data = data[start + length :]
         return numbers
 
-    def test_one_frame_per_drained_transport(self):
-        """The transport gets the next frame only when it asks (resumeProducing), one at a time."""
+    def test_spooled_frames_go_together(self):
+        """When the transport asks (resumeProducing), it gets every frame spooled, in one write; then
+        nothing more until it asks again, whatever acknowledgements arrive meanwhile."""
         for n in range(3):
             self.spool.put(frame(n))
         self.assertEqual(self.sent(), [])
         self.sender.resumeProducing()
-        self.assertEqual(self.sent(), [0])
-        self.sender.pump()  # an acknowledgement arriving meanwhile does not push past the transport
+        self.assertEqual(self.sent(), [0, 1, 2])
+        for n in range(3, 5):
+            self.spool.put(frame(n))
+        self.spool.acknowledge(2)
+        self.sender.pump()
         self.assertEqual(self.sent(), [])
         self.sender.resumeProducing()
-        self.assertEqual(self.sent(), [1])
+        self.assertEqual(self.sent(), [3, 4])
+
+    def test_batch_in_bytes(self):
+        """One write holds at most BATCH_BYTES of frames, but always one frame."""
+        size = stream.BATCH_BYTES // 4
+        for n in range(3):
+            self.spool.put(frame(n, size))
+        self.sender.resumeProducing()
+        self.assertEqual(self.sent(), [0, 1, 2])  # 3/4 of BATCH_BYTES and their headers
+        for n in range(3, 9):
+            self.spool.put(frame(n, size))
+        self.sender.resumeProducing()
+        self.assertEqual(self.sent(), [3, 4, 5])  # a fourth frame's header would pass BATCH_BYTES
+        self.spool.put(frame(9, 2 * stream.BATCH_BYTES))
+        self.sender.resumeProducing()
+        self.assertEqual(self.sent(), [6, 7, 8])
+        self.sender.resumeProducing()
+        self.assertEqual(self.sent(), [9])
 
     def test_window(self):
         """No more than the window of frames is ever unacknowledged; acknowledgements open it again."""
-        for n in range(stream.WINDOW_FRAMES + 3):
+        window = stream.WINDOW_FRAMES
+        for n in range(window + 3):
             self.spool.put(frame(n))
-        for _ in range(stream.WINDOW_FRAMES + 3):
-            self.sender.resumeProducing()
-        self.assertEqual(self.sent(), list(range(stream.WINDOW_FRAMES)))
-        self.spool.acknowledge(1)
-        self.sender.pump()
-        self.assertEqual(self.sent(), [stream.WINDOW_FRAMES])
         self.sender.resumeProducing()
-        self.assertEqual(self.sent(), [stream.WINDOW_FRAMES + 1])
+        self.assertEqual(self.sent(), list(range(window)))
         self.sender.resumeProducing()
         self.assertEqual(self.sent(), [])
+        self.spool.acknowledge(1)
+        self.sender.pump()
+        self.assertEqual(self.sent(), [window, window + 1])
+        self.sender.resumeProducing()
+        self.assertEqual(self.sent(), [])
+        self.spool.acknowledge(2)
+        self.sender.pump()
+        self.assertEqual(self.sent(), [window + 2])
 
     def test_window_in_bytes(self):
         """Large frames shrink the window to what fits in WINDOW_BYTES, but never below one frame."""

@@ -104,6 +104,17 @@ class Spool:
             self._wake_reader_at_end()
         return reader
 
+    def take(self, max_frames, max_bytes):
+        """Without waiting: the unsent frames there are (now in flight), up to ``max_frames`` and
+        ``max_bytes`` but at least one if there is one."""
+        frames, size = [], 0
+        while self._unsent and len(frames) < max_frames:
+            size += message_bytes(self._unsent[0])
+            if frames and size > max_bytes:
+                break
+            frames.append(self._send_next())
+        return frames
+
     def acknowledge(self, frame_number):
         """The reader has frame ``frame_number`` and every frame before it: free them."""
         while self._in_flight and self._in_flight[0].frame_number <= frame_number:

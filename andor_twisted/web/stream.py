@@ -21,11 +21,12 @@ from andor_twisted.acquisition.burst import NoSuchBurst
 from andor_twisted.acquisition.live import Viewer
 from andor_twisted.camera.errors import CameraError
 
-WINDOW_FRAMES = 8  # at most this many unacknowledged frames ...
+WINDOW_FRAMES = 32  # at most this many unacknowledged frames ...
 WINDOW_BYTES = 32 * 1024 * 1024  # ... and bytes (but always at least one frame)
 # bytes per send(). Twisted's 128 KiB takes 85 reactor passes per full frame; but once less than this is
 # left of a frame, Twisted copies what is left (abstract.FileDescriptor.doWrite), so not much more.
 SEND_LIMIT = 1024 * 1024
+BATCH_BYTES = 4 * 1024 * 1024  # frames already spooled go to the transport together, up to this (or one frame)
 MAX_INCOMING = 64 * 1024  # what a reader sends is acknowledgements and small requests
 
 
@@ -69,21 +70,29 @@ class FrameSender:
             self._waiting.cancel()
 
     def pump(self):
-        """Send the next frame if the transport is idle and the window has room."""
+        """If the transport is idle and the window has room: send the frames spooled, or wait for one."""
         if self._done or self._waiting is not None or not self._transport_ready:
             return
-        if self.spool.in_flight >= self.window:
+        room = self.window - self.spool.in_flight
+        if room <= 0:
+            return
+        frames = self.spool.take(room, BATCH_BYTES)
+        if frames:
+            self._send(frames)
             return
         self._waiting = self.spool.next()
-        self._waiting.addCallbacks(self._send, self._failed)
+        self._waiting.addCallbacks(self._next, self._failed)
 
-    def _send(self, frame):
+    def _next(self, frame):
         self._waiting = None
         if frame is None:
             self._end(None)
-            return
+        else:
+            self._send([frame])
+
+    def _send(self, frames):
         self._transport_ready = False
-        self.write(frame.message)
+        self.write([part for frame in frames for part in frame.message])
 
     def _failed(self, failure):
         self._waiting = None
