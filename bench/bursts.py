@@ -407,9 +407,8 @@ PROFILE_MODES = {
     "gil": "who holds the GIL (only the server thread holding it is sampled: time waiting for it is not)",
 }
 NOTES = {  # what a leaf frame spends its time in, where that is a C call made from that line
+    "GatherWriter.doWrite (andor_twisted/web/stream.py": "sendmsg(): the kernel's copy into the socket",
     "untilConcludes (twisted/python/util.py": "socket send(): the kernel's copy into the socket",
-    "frame_message (andor_twisted/web/wire.py": "bytes.join: the copy of the pixels into the message",
-    "_concatenate (twisted/internet/abstract.py": "Twisted copying the unsent tail of a frame",
     "BurstFrames._read_into (andor/burst.py": "recv_into(): the kernel's copy out of the socket",
     "EPollReactor.doPoll (twisted/internet/epollreactor.py": "epoll_wait()",
 }

@@ -8,6 +8,7 @@ out with one gathering send each, straight from the camera's buffer (``GatherWri
 """
 
 import collections
+import errno
 import json
 
 from autobahn.twisted.resource import WebSocketResource
@@ -220,8 +221,8 @@ def frame_writer(transport):
 
 
 class GatherWriter:
-    """Sends a frame's parts with one ``sendmsg()`` from where they are (the pixels in the camera's
-    buffer), where ``transport.write()`` takes only one bytes object: joining an 11 MB frame costs
+    """Sends frames' parts with one ``sendmsg()`` from where they are (the pixels in the camera's
+    buffers), where ``transport.write()`` takes only one bytes object: joining an 11 MB frame costs
     more than sending it, and Twisted then copies the last MiB of it again (FileDescriptor.doWrite).
 
     It stands in front of the transport's own ``doWrite``, which still sends everything else
@@ -252,8 +253,8 @@ class GatherWriter:
                 sent = self.transport.socket.sendmsg(self._parts)
             except BlockingIOError:
                 return None
-            except OSError:
-                return main.CONNECTION_LOST
+            except OSError as e:
+                return None if e.errno == errno.ENOBUFS else main.CONNECTION_LOST
             while sent:
                 part = self._parts[0]
                 if sent < len(part):
