@@ -1,10 +1,10 @@
 """Frame streams over WebSocket: bursts from the spool and the live view, one binary message per frame.
 
 Flow control is the reader's acknowledgements: never more than a window of unacknowledged frames is
-sent. Beneath that the transport gets one frame at a time (``FrameSender`` is a pull producer), so a
-slow reader slows only the spool's drain. Autobahn does the handshake, control frames and incoming
-messages; burst frames arrive here ready-made (``wire.frame_parts``, built in the SDK thread) and go
-out with one gathering send each, straight from the camera's buffer (``GatherWriter``).
+sent. Beneath that the transport gets frames only once it has sent what it had (``FrameSender`` is a
+pull producer), so a slow reader slows only the spool's drain. Autobahn does the handshake, control
+frames and incoming messages; burst frames arrive here ready-made (``wire.frame_parts``, built in the
+SDK thread) and go out with gathering sends straight from the camera's buffers (``GatherWriter``).
 """
 
 import collections
@@ -38,10 +38,12 @@ def window_for(message_bytes):
 
 @implementer(IPullProducer)
 class FrameSender:
-    """Moves frames from a spool to a transport, one at a time, within the acknowledgement window.
+    """Moves frames from a spool to a transport within the acknowledgement window: each time the
+    transport has sent everything, the frames spooled by then (up to BATCH_BYTES) in one write, since
+    a write and a reactor pass per frame cost more than a small frame.
 
     ``on_end(error)`` is called once the spool has no more frames: with None after the last frame of
-    a finished burst, or with the exception that ended it. ``write(parts)`` sends a frame's message.
+    a finished burst, or with the exception that ended it. ``write(parts)`` sends frames' messages.
     """
 
     def __init__(self, transport, spool, on_end, window, write=None):
