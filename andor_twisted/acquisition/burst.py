@@ -44,7 +44,8 @@ class Burst:
         self.requested_spool = spool_frames or frames  # 0: the whole burst
         self.camera = camera
         self.clock = clock
-        self.spool = Spool(self.requested_spool, camera.give_back)  # resized to the memory limit once the frame size is known
+        # resized to the memory limit once the frame size is known
+        self.spool = Spool(self.requested_spool, camera.give_back)
         self._state = "arming"
         self.started_at = clock.seconds()
         self.took_s = None
