@@ -43,12 +43,12 @@ class FrameSender:
     a write and a reactor pass per frame cost more than a small frame.
 
     ``on_end(error)`` is called once the spool has no more frames: with None after the last frame of
-    a finished burst, or with the exception that ended it. ``write(parts)`` sends frames' messages.
+    a finished burst, or with the exception that ended it.
     """
 
-    def __init__(self, transport, spool, on_end, window, write=None):
+    def __init__(self, transport, spool, on_end, window):
         self.transport = transport
-        self.write = write or (lambda parts: transport.write(b"".join(parts)))
+        self.write = frame_writer(transport)
         self.spool = spool
         self.on_end = on_end
         self.window = window
@@ -138,7 +138,7 @@ class BurstStreamProtocol(StreamProtocol):
         bursts.reader_attached(burst)
         window = min(window_for(burst.message_bytes), burst.spool.capacity)
         self.send_json({"type": "stream", "burst": burst.id, "frames": burst.frames, "window": window})
-        self.sender = FrameSender(self.transport, burst.spool, self._ended, window, frame_writer(self.transport))
+        self.sender = FrameSender(self.transport, burst.spool, self._ended, window)
         self.sender.start()
 
     def onMessage(self, payload, isBinary):
@@ -215,7 +215,7 @@ def tune(transport):
 
 
 def frame_writer(transport):
-    """How to write a frame's parts to ``transport``: gathered from where they are on a TCP connection
+    """How to write frames' parts to ``transport``: gathered from where they are on a TCP connection
     (see ``GatherWriter``), else joined into one bytes object for ``transport.write()``."""
     if isinstance(transport, tcp.Connection) and hasattr(transport, "_tempDataLen"):
         return GatherWriter(transport).write
