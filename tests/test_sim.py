@@ -266,6 +266,26 @@ class ImageTests(SimTestCase):
         self.assertFalse(np.array_equal(a, b))
         self.assertGreater(a.max(), 10 * np.median(a))  # bright spots on a dimmer background
 
+    def test_ideal_camera_redraws_only_the_frame_number(self):
+        """The ideal camera's static scene: every frame, in whichever reused buffer, is the scene of
+        frame 0 with its own frame number drawn, as numbers gain digits (9 -> 10, 99 -> 100) and
+        buffers come back in any order."""
+        cam = self.camera(frame_rate=1000.0, model="ideal")
+        self.queue(cam, 3)
+        cam.AcquisitionStart()
+        painter = cam._painter
+        spare, queued = [np.empty(self.size, np.uint8)], 3
+        for k in range(130):
+            acq = cam.wait_buffer(1000)
+            expected = painter._scene(0, 0.0, np.empty(painter.shape, np.uint16))
+            painter._digits(expected, k)
+            self.assertTrue(np.array_equal(acq.image, expected), f"frame {k}")
+            spare.append(acq._np_data)
+            queued -= 1
+            while queued < 3 and len(spare) > (2 if k % 7 == 3 else 0):  # now and then one sits out
+                cam.queue(spare.pop(0 if k % 2 else -1), self.size)
+                queued += 1
+
     def test_exposure_scales_signal(self):
         """Ten times the exposure: about ten times the signal above the dark offset."""
         cam = self.camera()

@@ -83,14 +83,23 @@ class Painter:
         self._digits(out, frame_number)
         return out
 
-    def restamp(self, frame_number, out):
-        """Turn ``out``, which holds a frame this painter painted, into the static scene's frame
-        ``frame_number`` by redrawing only the digits (for the ideal camera: no per-frame cost)."""
-        region = (slice(0, 8 * self.digit_scale), slice(0, 2 * self.digit_scale + 4 * self.digit_scale * 20))
+    def restamp(self, frame_number, out, shown):
+        """Turn ``out``, which holds this painter's static frame ``shown``, into its frame
+        ``frame_number`` by redrawing only the digits that differ (for the ideal camera: next to no
+        per-frame cost)."""
         if self._clean_digits is None:
+            region = (slice(0, 8 * self.digit_scale), slice(0, 2 * self.digit_scale + 4 * self.digit_scale * 20))
             self._clean_digits = self._scene(0, 0.0, np.empty(self.shape, np.uint16))[region].copy()
-        out[region] = self._clean_digits
-        self._digits(out, frame_number)
+        new, old = str(frame_number), str(shown)
+        s = self.digit_scale
+        for i in range(max(len(new), len(old))):
+            digit = new[i] if i < len(new) else None
+            if i < len(old) and digit == old[i]:
+                continue
+            cell = (slice(2 * s, 7 * s), slice((2 + 4 * i) * s, (5 + 4 * i) * s))
+            out[cell] = self._clean_digits[cell]
+            if digit is not None:
+                self._stamp(out, int(digit), i)
         return out
 
     def _scene(self, frame_number, t, out):
@@ -121,10 +130,12 @@ class Painter:
         window[...] = np.minimum(window + blob, self.max_value)
 
     def _digits(self, out, number):
+        for i, ch in enumerate(str(number)):
+            self._stamp(out, int(ch), i)
+
+    def _stamp(self, out, digit, position):
         s = self.digit_scale
-        x = y = 2 * s
-        for ch in str(number):
-            glyph = self._glyphs[int(ch)]
-            window = out[y : y + glyph.shape[0], x : x + glyph.shape[1]]
-            window[glyph[: window.shape[0], : window.shape[1]]] = self.digit_value
-            x += 4 * s
+        x, y = (2 + 4 * position) * s, 2 * s
+        glyph = self._glyphs[digit]
+        window = out[y : y + glyph.shape[0], x : x + glyph.shape[1]]
+        window[glyph[: window.shape[0], : window.shape[1]]] = self.digit_value

@@ -111,7 +111,7 @@ class SimCamera:
         self._stopped = None  # the last one, whose delivered frames can still be collected
         self._config = None
         self._returned = 0  # frames of this acquisition handed to the host
-        self._painted = {}  # static scene: id(buffer) -> (weakref to it, the painter whose image it holds)
+        self._painted = {}  # static scene: id(buffer) -> (weakref to it, the painter whose image, frame it holds)
         self.is_open = True
 
     # ---- the pyAndorSDK3 attribute surface ----
@@ -394,6 +394,7 @@ class SimCamera:
         if self._timeline is not None:
             raise CameraException(atcore.NOTWRITABLE, "flush during an acquisition; stop it first")
         self._buffers.clear()
+        self._painted.clear()
         self._stopped = None
 
     def wait_buffer(self, timeout):
@@ -433,8 +434,9 @@ class SimCamera:
                 painted = self._painted.get(id(buf))
                 if painted is None or painted[0]() is not buf or painted[1] is not self._painter:
                     self._painter.paint(0, 0.0, out)
-                    self._painted[id(buf)] = (weakref.ref(buf), self._painter)
-                self._painter.restamp(k, out)
+                    painted = (weakref.ref(buf), self._painter, 0)
+                self._painter.restamp(k, out, painted[2])
+                self._painted[id(buf)] = (*painted[:2], k)
         else:
             image = self._painter.paint(k, exposed - timeline.start, np.empty((height, width), np.uint16))
             buffers.encode_into(image, buf, encoding, stride)
