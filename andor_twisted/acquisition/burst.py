@@ -7,8 +7,6 @@ timestamps say so. A new burst discards the previous one. Only the capture holds
 the last frame is off it, settings and snaps work again while the spool drains.
 """
 
-from dataclasses import replace
-
 import numpy as np
 from twisted.application import service
 from twisted.internet import defer
@@ -166,10 +164,11 @@ class Burst:
         """In the SDK thread: the frame as its stream message. The pixels stay in the camera's buffer,
         lent to the spool until the reader has them, unless the pixel encoding or padded rows meant
         copying them out."""
-        parts, image = wire.frame_parts(self.id, frame.frame_number, frame.image, frame.ticks,
-                                        frame.tick_frequency)
-        in_place = np.may_share_memory(image, frame.buffer)
-        return replace(frame, image=image, message=parts, buffer=frame.buffer if in_place else None)
+        frame.message, frame.image = wire.frame_parts(self.id, frame.frame_number, frame.image, frame.ticks,
+                                                      frame.tick_frequency)
+        if not np.may_share_memory(frame.image, frame.buffer):
+            frame.buffer = None
+        return frame
 
     def _time(self, frame):
         if frame.ticks is None:

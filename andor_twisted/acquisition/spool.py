@@ -14,7 +14,7 @@ from twisted.internet import defer
 
 def message_bytes(frame):
     """The size of a frame's message, the parts it is sent in together."""
-    return sum(len(part) for part in frame.message)
+    return sum(map(len, frame.message))
 
 
 class Spool:

@@ -236,7 +236,7 @@ class GatherWriter:
 
     def __init__(self, transport):
         self.transport = transport
-        self._parts = collections.deque()  # unsent byte memoryviews, in order
+        self._parts = collections.deque()  # unsent bytes and byte memoryviews, in order
         self._transport_do_write = transport.doWrite
         transport.doWrite = self.doWrite
 
@@ -245,7 +245,7 @@ class GatherWriter:
         if len(transport.dataBuffer) > transport.offset or transport._tempDataLen:
             transport.write(b"".join(parts))
             return
-        self._parts.extend(memoryview(part).cast("B") for part in parts)
+        self._parts.extend(parts)
         transport.startWriting()
 
     def doWrite(self):
@@ -260,7 +260,7 @@ class GatherWriter:
             while sent:
                 part = self._parts[0]
                 if sent < len(part):
-                    self._parts[0] = part[sent:]
+                    self._parts[0] = memoryview(part)[sent:]
                     return None  # the socket is full: wait until it is writable again
                 sent -= len(part)
                 self._parts.popleft()
