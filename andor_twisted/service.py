@@ -1,12 +1,19 @@
 """The service that owns the camera: opens it when twistd starts, stops and closes it at shutdown."""
 
+from __future__ import annotations
+
 import functools
+from collections.abc import Callable
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from andor_twisted.camera.contract import SDK
+from andor_twisted.camera.devices import Choice
 from andor_twisted.camera.driver import AndorCamera
 from andor_twisted.camera.errors import CameraNotReady
 
@@ -14,59 +21,67 @@ from andor_twisted.camera.errors import CameraNotReady
 class CameraService(service.Service):
     """Holds the one camera and the one thread that may touch its SDK handle.
 
-    ``sdk`` is a pyAndorSDK3-shaped module (Andor's, or the simulator). The camera opens
-    asynchronously; until it has, ``camera()`` raises CameraNotReady (HTTP 503). If it cannot be
-    opened, ``on_open_failure`` is called with the Failure (the twistd wiring stops the process).
+    ``sdk`` is a provider of pyAndorSDK3's ATCore (Andor's, or the simulator); ``choice`` says which of
+    its devices to open. The camera opens asynchronously; until it has, ``camera()`` raises
+    CameraNotReady (HTTP 503). If it cannot be opened, ``on_open_failure`` is called with the Failure
+    (the twistd wiring stops the process).
     """
 
     log = Logger()
 
-    def __init__(self, sdk, index, reactor, description, on_open_failure=None):
+    def __init__(self, sdk: SDK, choice: Choice, reactor: Any, description: str,
+                 on_open_failure: Callable[[Failure], None] | None = None, **camera_options: Any):
         self.sdk = sdk
-        self.index = index
+        self.choice = choice
         self.reactor = reactor
         self.description = description
         self.on_open_failure = on_open_failure
-        self._camera = None
-        self._failure = None
-        self._pool = None
-        self.opened = None  # Deferred that fires when the open attempt ends
+        self.camera_options = camera_options  # for the driver: its host clock, in tests
+        self._camera: AndorCamera | None = None
+        self._failure: Failure | None = None
+        self._pool: ThreadPool | None = None
+        self.opened: defer.Deferred | None = None  # fires when the open attempt ends
 
-    def camera(self):
+    def camera(self) -> AndorCamera:
         if self._camera is None:
             why = f"could not be opened: {self._failure.getErrorMessage()}" if self._failure else "is still opening"
             raise CameraNotReady(f"the camera ({self.description}) {why}")
         return self._camera
 
-    def startService(self):
+    def startService(self) -> None:
         super().startService()
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="andor-sdk")
         self._pool.start()
         call = functools.partial(threads.deferToThreadPool, self.reactor, self._pool)
-        self.log.info("opening camera {camera}", camera=self.description)
-        self.opened = AndorCamera.open(self.sdk, self.index, call, self.reactor)
+        self.log.info("opening {choice} of {sdk}", choice=self.choice, sdk=self.sdk.name)
+        self.opened = AndorCamera.open(self.sdk, self.choice, call, self.reactor, **self.camera_options)
         self.opened.addCallbacks(self._opened, self._open_failed)
 
-    def _opened(self, camera):
+    def _opened(self, opened: tuple[AndorCamera, list[str]]) -> None:
+        camera, notes = opened
         self._camera = camera
-        self.log.info("camera {camera} is open: {n} features", camera=self.description, n=len(camera.features))
+        self.log.info("devices: {devices}", devices="; ".join(map(str, camera.devices)))
+        self.log.info("camera {device} is open: {n} features", device=camera.device, n=len(camera.features))
+        for note in notes:
+            self.log.warn("camera: {note}", note=note)
 
-    def _open_failed(self, failure):
+    def _open_failed(self, failure: Failure) -> None:
         self._failure = failure
-        self.log.critical("cannot open camera {camera}: {why}", camera=self.description,
+        self.log.critical("cannot open {choice} ({camera}): {why}", choice=self.choice, camera=self.description,
                           why=failure.getErrorMessage())
         if self.on_open_failure is not None:
             self.on_open_failure(failure)
 
     @defer.inlineCallbacks
-    def stopService(self):
+    def stopService(self) -> Any:
         super().stopService()
         yield self.opened
         if self._camera is not None:
             camera, self._camera = self._camera, None
             try:
                 yield camera.close()
-                self.log.info("camera {camera} closed", camera=self.description)
+                self.log.info("camera {device} closed", device=camera.device)
             except Exception:
                 self.log.failure("closing the camera failed")
+        assert self._pool is not None
         self._pool.stop()

@@ -1,15 +1,14 @@
 """``twistd andor``: command-line options and the service tree. The only module that wires things."""
 
-import functools
 import os
 import re
-import types
 
 from twisted.application import service, strports
 from twisted.python import usage
 
 from andor_twisted.camera import sdk3
-from andor_twisted.camera.sim import MODELS
+from andor_twisted.camera.devices import Choice
+from andor_twisted.camera.sim.models import MODELS, WHEN_FULL
 from andor_twisted.service import CameraService
 from andor_twisted.acquisition.burst import Bursts
 from andor_twisted.acquisition.live import LiveView
@@ -42,12 +41,17 @@ def parse_seconds(text):
 
 
 class Options(usage.Options):
-    synopsis = "[--listen ENDPOINT ...] [--camera sim|sdk3:INDEX] [--sim-model neo|zyla] [options]"
+    synopsis = "[--listen ENDPOINT ...] [--camera sim|sdk3[:INDEX|:serial=SERIAL|:simcam]] [--sim-model MODEL] [options]"
     longdesc = ("Serve one Andor SDK3 camera over HTTP. Without a camera or SDK, a simulated Neo stands in. "
                 "Sizes take plain bytes or MB, MiB, GB, GiB suffixes.")
     optParameters = [
-        ["camera", None, "sim", "sim, or sdk3:INDEX for a real camera through Andor's pyAndorSDK3"],
+        ["camera", None, "sim", "sim (the simulated camera), or sdk3 for the one camera Andor's SDK3 finds; "
+         "sdk3:serial=SERIAL or sdk3:INDEX for one of several; sdk3:simcam for the SDK's own simulated camera"],
         ["sim-model", None, "neo", f"simulated camera model: {', '.join(MODELS)}"],
+        ["sim-overflow", None, None, "what the simulated camera does when its on-head memory is full: "
+         f"{', '.join(WHEN_FULL)} [default: the model's]"],
+        ["sim-trigger-rate", None, None, "the simulated external trigger source, triggers per second "
+         "(0: none come) [default: 0]", float],
         ["sim-onboard-memory", None, None, "simulated on-head memory, bytes [default: the model's]", parse_size],
         ["sim-link-rate", None, None, "simulated interface bandwidth, bytes/s [default: the model's]", parse_rate],
         ["sim-arm-latency", None, None, "simulated AcquisitionStart latency, seconds [default: the model's]",
@@ -72,14 +76,17 @@ class Options(usage.Options):
             self["listen"] = [DEFAULT_LISTEN]
         if self["sim-model"] not in MODELS:
             raise usage.UsageError(f"--sim-model must be one of {', '.join(MODELS)}, not {self['sim-model']!r}")
+        if self["sim-overflow"] not in (None, *WHEN_FULL):
+            raise usage.UsageError(f"--sim-overflow must be one of {', '.join(WHEN_FULL)}, not {self['sim-overflow']!r}")
         camera = self["camera"]
-        if camera == "sim":
-            self["camera-index"] = 0
-        else:
-            match = re.fullmatch(r"sdk3:(\d+)", camera)
-            if not match:
-                raise usage.UsageError(f"--camera is 'sim' or 'sdk3:INDEX' (such as sdk3:0), not {camera!r}")
-            self["camera-index"] = int(match.group(1))
+        kind, _, rest = camera.partition(":")
+        if kind not in ("sim", "sdk3"):
+            raise usage.UsageError(f"--camera is sim or sdk3[:INDEX|:serial=SERIAL|:simcam], not {camera!r}")
+        try:
+            self["camera-choice"] = Choice.parse(":" + rest if rest else "")
+        except ValueError as e:
+            raise usage.UsageError(f"--camera {camera!r}: {e}")
+        if kind == "sdk3":
             try:
                 sdk3.load()
             except ImportError as e:
@@ -88,23 +95,27 @@ class Options(usage.Options):
             self["spool-memory-limit"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
 
 
+def simulated_model(options):
+    """The simulated camera model the options ask for, with their --sim-* changes."""
+    return MODELS[options["sim-model"]].with_overrides(
+        onboard_memory_bytes=options["sim-onboard-memory"], link_rate_bytes_per_s=options["sim-link-rate"],
+        arm_latency_s=options["sim-arm-latency"], fault_after_frames=options.get("sim-fault-after"),
+        when_full=options.get("sim-overflow"), trigger_rate_hz=options.get("sim-trigger-rate"))
+
+
 def simulated_sdk(options, time=None):
-    """The simulated SDK, shaped like the pyAndorSDK3 module, for the model the options ask for."""
+    """The simulated SDK3 install (ATCore-shaped) with the camera model the options ask for."""
     from andor_twisted.camera import sim
 
-    model = MODELS[options["sim-model"]].with_overrides(
-        onboard_memory=options["sim-onboard-memory"], link_rate=options["sim-link-rate"],
-        arm_latency=options["sim-arm-latency"], fault_after_frames=options.get("sim-fault-after"))
-    return types.SimpleNamespace(AndorSDK3=functools.partial(sim.AndorSDK3, model=model, time=time),
-                                 CameraException=sim.CameraException, model=model)
+    return sim.sdk(simulated_model(options), time)
 
 
 def makeService(options, reactor=None):
     if reactor is None:
         from twisted.internet import reactor
-    if options["camera"] == "sim":
+    if options["camera"].startswith("sim"):
         sdk = simulated_sdk(options)
-        description = f"simulated {options['sim-model']} ({sdk.model.name})"
+        description = f"simulated {options['sim-model']}"
     else:
         sdk = sdk3.load()
         description = options["camera"]
@@ -115,7 +126,7 @@ def makeService(options, reactor=None):
         reactor.callLater(0, reactor.stop)
 
     top = service.MultiService()
-    camera = CameraService(sdk, options["camera-index"], reactor, description, on_open_failure=stop_on_failure)
+    camera = CameraService(sdk, options["camera-choice"], reactor, description, on_open_failure=stop_on_failure)
     camera.setServiceParent(top)
     live = LiveView(camera, reactor)
     live.setServiceParent(top)

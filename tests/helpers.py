@@ -1,9 +1,7 @@
 """Shared test fixtures: a simulated SDK on a task.Clock, a synchronous SDK call, and a loopback server."""
 
-import functools
 import http.client
 import json
-import types
 
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
@@ -16,16 +14,18 @@ from andor_twisted.service import CameraService
 from andor_twisted.web.site import make_site
 
 from andor_twisted.camera import sim
+from andor_twisted.camera.devices import Choice
 from andor_twisted.camera.driver import AndorCamera
 from andor_twisted.camera.sim.models import MODELS
+from andor_twisted.protocol.timebase import HostClock
+
+SYNCHRONISED = HostClock(True, estimated_error_s=1e-3, maximum_error_s=5e-3, source="test")
 
 
-def clock_sdk(clock, **overrides):
-    """A pyAndorSDK3-shaped module whose simulated camera lives on ``clock``."""
+def clock_sdk(clock, simcam_first=False, **overrides):
+    """A simulated SDK3 install whose camera lives on ``clock``; ``overrides`` change its model."""
     model = MODELS[overrides.pop("model", "neo")].with_overrides(**overrides)
-    return types.SimpleNamespace(
-        AndorSDK3=functools.partial(sim.AndorSDK3, model=model, time=sim.ClockTime(clock)),
-        CameraException=sim.CameraException, model=model)
+    return sim.sdk(model, sim.ClockTime(clock), simcam_first=simcam_first)
 
 
 def result_of(d):
@@ -38,12 +38,15 @@ def result_of(d):
     return results[0]
 
 
-def open_clock_camera(**overrides):
-    """(driver, simulated SDK camera, clock): the driver calling the SDK inline, time on a Clock."""
+def open_clock_camera(choice=Choice(), simcam_first=False, **overrides):
+    """(driver, simulated device, clock): the driver calling the SDK inline, time on a Clock, the host
+    clock synchronised."""
     clock = Clock()
-    sdk = clock_sdk(clock, **overrides)
-    camera = result_of(AndorCamera.open(sdk, 0, defer.maybeDeferred, clock))
-    return camera, camera._cam, clock
+    sdk = clock_sdk(clock, simcam_first, **overrides)
+    time = sdk.simulated.devices[0].time
+    camera, _ = result_of(AndorCamera.open(sdk, choice, defer.maybeDeferred, clock, now_ns=time.host_ns,
+                                           host_clock=lambda: SYNCHRONISED))
+    return camera, camera.sdk.simulated.devices[camera.device.index], clock
 
 
 # the simulated Neo as the command line would ask for it, arming quickly so the tests run fast
@@ -54,9 +57,7 @@ SIM_OPTIONS = {"sim-model": "neo", "sim-onboard-memory": None, "sim-link-rate": 
 def sdk_with_camera_in_use():
     """A simulated SDK whose camera another process holds: opening it fails with AT_ERR_DEVICEINUSE."""
     sdk = tap.simulated_sdk(SIM_OPTIONS)
-    in_use = sim.AndorSDK3()
-    in_use.GetCamera(0)
-    sdk.AndorSDK3 = lambda: in_use
+    sdk.make_core().open(0)
     return sdk
 
 
@@ -65,7 +66,7 @@ class LoopbackServer:
 
     @defer.inlineCallbacks
     def start(self, sdk=None, memory_limit=1 << 30, idle_timeout=600.0):
-        self.service = CameraService(sdk or tap.simulated_sdk(SIM_OPTIONS), 0, reactor, "simulated neo")
+        self.service = CameraService(sdk or tap.simulated_sdk(SIM_OPTIONS), Choice(), reactor, "simulated neo")
         self.service.startService()
         yield self.service.opened
         self.live = LiveView(self.service, reactor)

@@ -71,7 +71,7 @@ class MetadataVectorTests(unittest.TestCase):
     def test_read_ticks(self):
         """The ticks block is found reading backwards from the end of the buffer."""
         raw = self.vector()
-        self.assertEqual(len(raw), 8 + buffers.METADATA_BYTES)
+        self.assertEqual(len(raw), 8 + buffers.METADATA_BYTES + buffers.FRAME_INFO_BYTES)
         self.assertEqual(buffers.read_ticks(raw, len(raw)), 123456789012)
 
     def test_frame_info(self):
@@ -82,7 +82,7 @@ class MetadataVectorTests(unittest.TestCase):
         """write_metadata lays out exactly the hand-built vector."""
         raw = bytearray(48)
         raw[:8] = bytes(range(8))
-        end = buffers.write_metadata(raw, 8, 123456789012, "Mono16", width=2, height=2, stride=4)
+        end = buffers.write_metadata(raw, 8, 123456789012, ("Mono16", 2, 2, 4))
         self.assertEqual(end, 48)
         self.assertEqual(bytes(raw), self.vector())
 

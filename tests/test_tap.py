@@ -10,6 +10,7 @@ from twisted.python import usage
 from twisted.trial import unittest
 
 from andor_twisted import tap
+from andor_twisted.camera.devices import Choice
 from andor_twisted.camera import sdk3
 
 
@@ -67,8 +68,10 @@ class OptionsTests(unittest.TestCase):
     def test_bad_options(self):
         """Bad options end in a one-line UsageError saying what is wrong."""
         cases = [
-            (["--camera", "usb"], "sdk3:INDEX"),
-            (["--sim-model", "ixon"], "neo, ideal, zyla"),
+            (["--camera", "usb"], "sdk3[:INDEX|:serial=SERIAL|:simcam]"),
+            (["--camera", "sdk3:serial="], ":serial=SERIAL"),
+            (["--sim-overflow", "explode"], "throttle, abort, hang, error"),
+            (["--sim-model", "ixon"], "neo, zyla, zyla-usb3, zyla5.5, sona, balor, ideal"),
             (["--sim-onboard-memory", "lots"], "not a size"),
             (["--sim-arm-latency", "-1"], "negative"),
             (["--frobnicate"], "frobnicate"),
@@ -88,12 +91,18 @@ class OptionsTests(unittest.TestCase):
         self.assertIn("pip install", str(caught.exception))
 
     def test_real_camera_with_sdk(self):
-        """With pyAndorSDK3 importable, sdk3:N selects camera N of it."""
-        fake = mock.Mock()
-        with mock.patch.dict("sys.modules", {"pyAndorSDK3": fake}):
-            options = self.parse("--camera", "sdk3:2")
-            self.assertIs(sdk3.load(), fake)
-        self.assertEqual(options["camera-index"], 2)
+        """With pyAndorSDK3 importable, the provider is its low-level ATCore and ATCoreException; sdk3:N,
+        sdk3:serial=S and sdk3:simcam choose a camera."""
+        fake = mock.Mock(__version__="1.22.6")
+        with mock.patch.dict("sys.modules", {"pyAndorSDK3": fake, "pyAndorSDK3.andor_sdk3_internals":
+                                             fake.andor_sdk3_internals}):
+            for argv, choice in [("sdk3:2", Choice(index=2)), ("sdk3:serial=VSC-01234", Choice(serial="VSC-01234")),
+                                 ("sdk3:simcam", Choice(simcam=True)), ("sdk3", Choice())]:
+                self.assertEqual(self.parse("--camera", argv)["camera-choice"], choice, argv)
+            provider = sdk3.load()
+        self.assertIs(provider.make_core, fake.andor_sdk3_internals.ATCore)
+        self.assertIs(provider.error, fake.andor_sdk3_internals.ATCoreException)
+        self.assertEqual(provider.name, "pyAndorSDK3 1.22.6")
 
     def test_make_service(self):
         """makeService builds the camera service, the live view and the bursts (stopped in reverse, so the

@@ -81,17 +81,17 @@ class Burst:
             self._capture = self.camera.stop()
             self._capture.addBoth(self._captured)
             return self
-        itemsize = 4 if layout["encoding"] == "Mono32" else 2
-        message_bytes = wire.HEADER_SIZE + layout["width"] * layout["height"] * itemsize
+        itemsize = 4 if layout.encoding == "Mono32" else 2
+        message_bytes = wire.HEADER_SIZE + layout.width * layout.height * itemsize
         self.message_bytes = message_bytes
         self.spool.capacity = min(self.requested_spool, max(1, memory_limit // message_bytes))
         if self.spool.capacity < self.requested_spool:
             self.log.warn("burst {id}: the spool holds {n} frames, not {asked}, within --spool-memory-limit",
                           id=self.id, n=self.spool.capacity, asked=self.requested_spool)
-        self.fps = layout["frame_rate"]
-        if layout["timestamps"] and layout["tick_frequency"]:
-            self._tick_frequency = layout["tick_frequency"]
-            self._period_ticks = layout["tick_frequency"] / layout["frame_rate"]
+        self.fps = layout.frame_rate
+        if layout.timestamps and layout.tick_frequency:
+            self._tick_frequency = layout.tick_frequency
+            self._period_ticks = layout.tick_frequency / layout.frame_rate
         self._state = "capturing"
         self._capture = self._run(layout)
         self._capture.addBoth(self._captured)

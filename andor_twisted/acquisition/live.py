@@ -166,8 +166,8 @@ class LiveView(service.Service):
         layout = yield camera.start("live view", LIVE_BUFFERS)
         error = None
         try:
-            self._view = {"aoi": aoi, "binning": binning, "frame_rate": layout["frame_rate"],
-                          "width": layout["width"], "height": layout["height"]}
+            self._view = {"aoi": aoi, "binning": binning, "frame_rate": layout.frame_rate,
+                          "width": layout.width, "height": layout.height}
             for viewer in self.viewers:
                 self._send_view(viewer)
             while self._wanted():

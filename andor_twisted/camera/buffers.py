@@ -22,8 +22,9 @@ CID_FRAME_INFO = 7
 FRAME_INFO = struct.Struct("<HBxHH")
 BLOCK_TAIL = struct.Struct("<II")  # CID, LEN
 TICKS = struct.Struct("<q")
-# what MetadataEnable adds to ImageSizeBytes: the image block's tail, the ticks and frame-info blocks
-METADATA_BYTES = BLOCK_TAIL.size + (TICKS.size + BLOCK_TAIL.size) + (FRAME_INFO.size + BLOCK_TAIL.size)
+# what MetadataEnable and MetadataTimestamp add to ImageSizeBytes: the image block's tail, the ticks block
+METADATA_BYTES = BLOCK_TAIL.size + TICKS.size + BLOCK_TAIL.size
+FRAME_INFO_BYTES = FRAME_INFO.size + BLOCK_TAIL.size  # with MetadataFrameInfo too
 
 
 def row_bytes(encoding, width):
@@ -100,18 +101,24 @@ def _pack12(image):
     return triples.reshape(height, 3 * pairs)[:, : row_bytes("Mono12Packed", width)]
 
 
-def write_metadata(raw, image_bytes, ticks, encoding, width, height, stride):
-    """Append the image, ticks and frame-info blocks after ``image_bytes`` of pixel data."""
+def write_metadata(raw, image_bytes, ticks=None, frame_info=None):
+    """Append the image block's tail, then the ticks block (if ``ticks``) and the frame-info block (if
+    ``frame_info``, as (encoding, width, height, stride)) after ``image_bytes`` of pixel data; returns
+    where the metadata ends."""
     view = memoryview(raw).cast("B")
     offset = image_bytes
     BLOCK_TAIL.pack_into(view, offset, CID_IMAGE, image_bytes + 4)
     offset += BLOCK_TAIL.size
-    TICKS.pack_into(view, offset, ticks)
-    BLOCK_TAIL.pack_into(view, offset + TICKS.size, CID_TICKS, TICKS.size + 4)
-    offset += TICKS.size + BLOCK_TAIL.size
-    FRAME_INFO.pack_into(view, offset, stride, ENCODINGS.index(encoding), width, height)
-    BLOCK_TAIL.pack_into(view, offset + FRAME_INFO.size, CID_FRAME_INFO, FRAME_INFO.size + 4)
-    return offset + FRAME_INFO.size + BLOCK_TAIL.size
+    if ticks is not None:
+        TICKS.pack_into(view, offset, ticks)
+        BLOCK_TAIL.pack_into(view, offset + TICKS.size, CID_TICKS, TICKS.size + 4)
+        offset += TICKS.size + BLOCK_TAIL.size
+    if frame_info is not None:
+        encoding, width, height, stride = frame_info
+        FRAME_INFO.pack_into(view, offset, stride, ENCODINGS.index(encoding), width, height)
+        BLOCK_TAIL.pack_into(view, offset + FRAME_INFO.size, CID_FRAME_INFO, FRAME_INFO.size + 4)
+        offset += FRAME_INFO.size + BLOCK_TAIL.size
+    return offset
 
 
 def read_metadata(raw, size):

@@ -47,3 +47,21 @@ class SDKError(CameraError):
 
 class CameraTimeout(SDKError):
     code = "camera_timeout"
+
+
+class TriggerTimeout(CameraTimeout):
+    """No trigger came (TriggerMode External, Software, ...) within the time the user allowed."""
+
+    code = "trigger_timeout"
+
+
+class CameraOverflow(SDKError):
+    """The camera's on-head memory or its frame grabber overflowed: the acquisition ended early."""
+
+    code = "camera_overflow"
+
+
+class NoSuchCamera(CameraError):
+    """The camera asked for (by index, serial number or as a SIMCAM) is not there, or is ambiguous."""
+
+    code = "camera_not_found"

@@ -1,11 +1,26 @@
-"""A simulated Andor SDK3 camera shaped like Andor's pyAndorSDK3, so the real driver runs on it.
+"""A simulated Andor SDK3 installation shaped like pyAndorSDK3's low-level ``ATCore``.
 
-``sdk.AndorSDK3`` stands in for ``pyAndorSDK3.AndorSDK3``; ``timeline`` holds the physics of one
-acquisition (frame rate, on-head memory, link bandwidth, arming), ``scene`` what the sensor sees.
+``sdk(model)`` is a provider (``camera.contract.SDK``) whose library lists one camera of ``model`` and
+the SDK's two SIMCAMs; ``models`` holds what each real model implements and does, ``device`` its
+features and physics, ``timeline`` when frames exist, ``scene`` what they show.
 """
 
-from andor_twisted.camera.sim.models import MODELS, CameraModel
-from andor_twisted.camera.sim.sdk import AndorSDK3, CameraException, SimCamera
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from andor_twisted.camera.contract import SDK
+from andor_twisted.camera.sim.atcore import ATCore, ATUtility, SimSystem, devices
+from andor_twisted.camera.sim.exceptions import ATCoreException
+from andor_twisted.camera.sim.models import MODELS, SIMCAM, CameraModel
 from andor_twisted.camera.sim.timesource import ClockTime, SystemTime
 
-__all__ = ["MODELS", "CameraModel", "AndorSDK3", "CameraException", "SimCamera", "ClockTime", "SystemTime"]
+__all__ = ["MODELS", "SIMCAM", "CameraModel", "ClockTime", "SystemTime", "SimSystem", "sdk"]
+
+
+def sdk(model: CameraModel, time: Any = None, simcam_first: bool = False, seed: int = 0) -> SDK:
+    """A simulated SDK3 install with one ``model`` camera (after a SIMCAM if ``simcam_first``)."""
+    system = SimSystem(devices(model, simcam_first), time or SystemTime(), seed)
+    return SDK(f"simulated SDK3 ({model.name})", functools.partial(ATCore, system), ATCoreException, ATUtility,
+               simulated=system)
