@@ -1,10 +1,15 @@
 """The service that owns the camera: opens it when twistd starts, stops and closes it at shutdown."""
 
+from __future__ import annotations
+
 import functools
+from collections.abc import Callable, Generator
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from andor_twisted.camera.driver import AndorCamera
@@ -21,37 +26,38 @@ class CameraService(service.Service):
 
     log = Logger()
 
-    def __init__(self, sdk, index, reactor, description, on_open_failure=None):
+    def __init__(self, sdk: Any, index: int, reactor: Any, description: str,
+                 on_open_failure: Callable[[Failure], None] | None = None) -> None:
         self.sdk = sdk
         self.index = index
         self.reactor = reactor
         self.description = description
         self.on_open_failure = on_open_failure
-        self._camera = None
-        self._failure = None
-        self._pool = None
-        self.opened = None  # Deferred that fires when the open attempt ends
+        self._camera: AndorCamera | None = None
+        self._failure: Failure | None = None
+        self._pool: ThreadPool | None = None
+        self.opened: defer.Deferred[Any] | None = None  # fires when the open attempt ends
 
-    def camera(self):
+    def camera(self) -> AndorCamera:
         if self._camera is None:
             why = f"could not be opened: {self._failure.getErrorMessage()}" if self._failure else "is still opening"
             raise CameraNotReady(f"the camera ({self.description}) {why}")
         return self._camera
 
-    def startService(self):
+    def startService(self) -> None:
         super().startService()
-        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="andor-sdk")
-        self._pool.start()
-        call = functools.partial(threads.deferToThreadPool, self.reactor, self._pool)
+        pool = self._pool = ThreadPool(minthreads=1, maxthreads=1, name="andor-sdk")
+        pool.start()
+        call = functools.partial(threads.deferToThreadPool, self.reactor, pool)
         self.log.info("opening camera {camera}", camera=self.description)
         self.opened = AndorCamera.open(self.sdk, self.index, call, self.reactor)
         self.opened.addCallbacks(self._opened, self._open_failed)
 
-    def _opened(self, camera):
+    def _opened(self, camera: AndorCamera) -> None:
         self._camera = camera
         self.log.info("camera {camera} is open: {n} features", camera=self.description, n=len(camera.features))
 
-    def _open_failed(self, failure):
+    def _open_failed(self, failure: Failure) -> None:
         self._failure = failure
         self.log.critical("cannot open camera {camera}: {why}", camera=self.description,
                           why=failure.getErrorMessage())
@@ -59,9 +65,10 @@ class CameraService(service.Service):
             self.on_open_failure(failure)
 
     @defer.inlineCallbacks
-    def stopService(self):
+    def stopService(self) -> Generator[defer.Deferred[Any], Any, None]:
         super().stopService()
-        yield self.opened
+        if self.opened is not None:
+            yield self.opened
         if self._camera is not None:
             camera, self._camera = self._camera, None
             try:
@@ -69,4 +76,5 @@ class CameraService(service.Service):
                 self.log.info("camera {camera} closed", camera=self.description)
             except Exception:
                 self.log.failure("closing the camera failed")
-        self._pool.stop()
+        if self._pool is not None:
+            self._pool.stop()

@@ -205,7 +205,7 @@ class PageTests(BrowserTestCase):
                     };
                 });
             }""", vectors)
-            for vector, result in zip(vectors, results):
+            for vector, result in zip(vectors, results, strict=True):
                 fields = {k: (str(v) if k in ("frame_number", "ticks", "tick_frequency") and v is not None else v)
                           for k, v in vector["fields"].items()}
                 self.assertEqual(result["fields"], fields, vector["description"])

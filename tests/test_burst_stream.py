@@ -15,9 +15,8 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
 import andor
-from andor_twisted import tap
 
-from tests.helpers import SIM_OPTIONS, LoopbackServer
+from tests.helpers import LoopbackServer
 
 FPS = 200.0
 PERIOD = 1 / FPS
@@ -35,14 +34,13 @@ def read_slowly(frames):
 
 
 class StreamFixture(unittest.TestCase):
-    sim = {}  # --sim-* options beyond SIM_OPTIONS
+    sim = ()  # --sim-* options beyond the helpers' and four frames of on-head memory
 
     @defer.inlineCallbacks
     def setUp(self):
-        options = {**SIM_OPTIONS, "sim-onboard-memory": 4 * FRAME_BYTES, **self.sim}
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         self.server = LoopbackServer()
-        yield self.server.start(tap.simulated_sdk(options))
+        yield self.server.start("--sim-onboard-memory", str(4 * FRAME_BYTES), *self.sim)
         self.cam = self.server.cam
         yield self.client(self.cam.aoi, {"width": 64, "height": 64})
         yield self.client(self.cam.exposure_time, 0.001)
@@ -172,7 +170,7 @@ class BurstStreamTests(StreamFixture):
 
 
 class FailingCameraTests(StreamFixture):
-    sim = {"sim-fault-after": 7}
+    sim = ("--sim-fault-after", "7")
 
     @defer.inlineCallbacks
     def test_camera_error_mid_burst(self):

@@ -24,9 +24,9 @@ class ProtocolViolation(ValueError):
 
 @dataclass(frozen=True)
 class Ack:
-    """The reader has the frame ``frame_number`` (and, on a burst stream, every frame before it)."""
+    """A live viewer has drawn the frame ``frame_number`` (not checked: it only asks for the next)."""
 
-    frame_number: object  # an int on a burst stream; a live viewer's is not checked
+    frame_number: object
 
 
 @dataclass(frozen=True)
@@ -41,15 +41,15 @@ BURST_READER_SENDS: Final = 'a reader sends {"ack": frame_number}'
 VIEWER_SENDS: Final = 'a viewer sends {"ack": frame_number} or {"display": [width, height]}'
 
 
-def parse_burst_reader(payload: bytes) -> Ack:
-    """A burst reader's message: an acknowledgement of a frame number."""
+def parse_burst_reader(payload: bytes) -> int:
+    """A burst reader's message: the frame number it acknowledges."""
     try:
         ack = _object(payload)["ack"]
         if not isinstance(ack, int) or isinstance(ack, bool):
             raise ValueError(ack)
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise ProtocolViolation(BURST_READER_SENDS) from None
-    return Ack(ack)
+    return ack
 
 
 def parse_viewer(payload: bytes) -> Ack | Display:
