@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
 from twisted.application import service
@@ -40,7 +40,7 @@ class CameraService(service.Service):
         self._camera: AndorCamera | None = None
         self._failure: Failure | None = None
         self._pool: ThreadPool | None = None
-        self.opened: defer.Deferred | None = None  # fires when the open attempt ends
+        self.opened: defer.Deferred[Any] | None = None  # fires when the open attempt ends
 
     def camera(self) -> AndorCamera:
         if self._camera is None:
@@ -73,9 +73,10 @@ class CameraService(service.Service):
             self.on_open_failure(failure)
 
     @defer.inlineCallbacks
-    def stopService(self) -> Any:
+    def stopService(self) -> Generator[defer.Deferred[Any], Any, None]:
         super().stopService()
-        yield self.opened
+        if self.opened is not None:
+            yield self.opened
         if self._camera is not None:
             camera, self._camera = self._camera, None
             try:

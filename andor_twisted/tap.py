@@ -1,17 +1,23 @@
 """``twistd andor``: command-line options and the service tree. The only module that wires things."""
 
+from __future__ import annotations
+
 import os
 import re
+from typing import Any
 
 from twisted.application import service, strports
 from twisted.python import usage
+from twisted.python.failure import Failure
 
-from andor_twisted.camera import sdk3
-from andor_twisted.camera.devices import Choice
-from andor_twisted.camera.sim.models import MODELS, WHEN_FULL
-from andor_twisted.service import CameraService
+from andor_twisted.acquisition.arbiter import Arbiter
 from andor_twisted.acquisition.burst import Bursts
 from andor_twisted.acquisition.live import LiveView
+from andor_twisted.camera import sdk3
+from andor_twisted.camera.devices import Choice
+from andor_twisted.camera.contract import SDK
+from andor_twisted.camera.sim.models import MODELS, WHEN_FULL, CameraModel
+from andor_twisted.service import CameraService
 from andor_twisted.web.site import make_site
 
 DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
@@ -20,7 +26,7 @@ _UNITS = {None: 1, "B": 1, "kB": 1e3, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e1
           "KiB": 2**10, "kiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
 
-def parse_size(text):
+def parse_size(text: str) -> int:
     """Bytes from '4GB', '512 MiB' or '1048576' (decimal kB/MB/GB, binary KiB/MiB/GiB)."""
     match = _SIZE.match(text)
     if not match or match.group(2) not in _UNITS:
@@ -28,12 +34,12 @@ def parse_size(text):
     return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def parse_rate(text):
+def parse_rate(text: str) -> int:
     """Bytes per second: a size, optionally followed by '/s'."""
     return parse_size(text[:-2] if text.endswith("/s") else text)
 
 
-def parse_seconds(text):
+def parse_seconds(text: str) -> float:
     value = float(text)
     if value < 0:
         raise ValueError(f"{text!r} is negative")
@@ -63,15 +69,15 @@ class Options(usage.Options):
         ["burst-idle-timeout", None, 600.0, "discard a burst nobody has read for this long, seconds", parse_seconds],
     ]
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
 
-    def opt_listen(self, endpoint):
+    def opt_listen(self, endpoint: str) -> None:
         """A server endpoint to serve on (repeatable) [default: tcp:8000:interface=127.0.0.1]"""
         self["listen"].append(endpoint)
 
-    def postOptions(self):
+    def postOptions(self) -> None:
         if not self["listen"]:
             self["listen"] = [DEFAULT_LISTEN]
         if self["sim-model"] not in MODELS:
@@ -90,12 +96,12 @@ class Options(usage.Options):
             try:
                 sdk3.load()
             except ImportError as e:
-                raise usage.UsageError(str(e))
+                raise usage.UsageError(str(e)) from None
         if self["spool-memory-limit"] is None:
             self["spool-memory-limit"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
 
 
-def simulated_model(options):
+def simulated_model(options: usage.Options | dict[str, Any]) -> CameraModel:
     """The simulated camera model the options ask for, with their --sim-* changes."""
     return MODELS[options["sim-model"]].with_overrides(
         onboard_memory_bytes=options["sim-onboard-memory"], link_rate_bytes_per_s=options["sim-link-rate"],
@@ -103,14 +109,17 @@ def simulated_model(options):
         when_full=options.get("sim-overflow"), trigger_rate_hz=options.get("sim-trigger-rate"))
 
 
-def simulated_sdk(options, time=None):
+def simulated_sdk(options: usage.Options | dict[str, Any], time: Any = None) -> SDK:
     """The simulated SDK3 install (ATCore-shaped) with the camera model the options ask for."""
     from andor_twisted.camera import sim
 
     return sim.sdk(simulated_model(options), time)
 
 
-def makeService(options, reactor=None):
+def makeService(options: usage.Options, reactor: Any = None) -> service.MultiService:
+    """The service tree, each child named: "camera" (CameraService), "live" (LiveView), "bursts"
+    (Bursts), then one server per --listen ("listen 0", ...). The arbiter of the camera is shared by the
+    live view, the bursts and the API."""
     if reactor is None:
         from twisted.internet import reactor
     if options["camera"].startswith("sim"):
@@ -120,19 +129,22 @@ def makeService(options, reactor=None):
         sdk = sdk3.load()
         description = options["camera"]
 
-    def stop_on_failure(failure):
+    def stop_on_failure(failure: Failure) -> None:
         """A server without its camera is no use: exit non-zero so systemd restarts and reports it."""
         reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
         reactor.callLater(0, reactor.stop)
 
     top = service.MultiService()
+    arbiter = Arbiter()
     camera = CameraService(sdk, options["camera-choice"], reactor, description, on_open_failure=stop_on_failure)
-    camera.setServiceParent(top)
-    live = LiveView(camera, reactor)
-    live.setServiceParent(top)
-    bursts = Bursts(camera, reactor, options["spool-memory-limit"], options["burst-idle-timeout"], live)
-    bursts.setServiceParent(top)  # stopped in reverse: the burst, then the live view, then the camera
-    site = make_site(camera, bursts, live)
-    for endpoint in options["listen"]:
-        strports.service(endpoint, site, reactor=reactor).setServiceParent(top)
+    live = LiveView(camera, arbiter, reactor)
+    bursts = Bursts(camera, arbiter, reactor, options["spool-memory-limit"], options["burst-idle-timeout"])
+    # stopped in reverse: the listening ports, the burst, then the live view, then the camera
+    children: list[tuple[str, Any]] = [("camera", camera), ("live", live), ("bursts", bursts)]
+    site: Any = make_site(camera, bursts, live, arbiter)  # Any: an IProtocolFactory, which mypy cannot see
+    for n, endpoint in enumerate(options["listen"]):
+        children.append((f"listen {n}", strports.service(endpoint, site, reactor=reactor)))
+    for name, child in children:
+        child.setName(name)
+        child.setServiceParent(top)
     return top

@@ -278,7 +278,7 @@ class Server:
                 break
             except andor.AndorError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not answer within {deadline_s} s; see {self.log}")
+                    raise RuntimeError(f"the server did not answer within {deadline_s} s; see {self.log}") from None
             try:
                 self.proc.wait(timeout=0.05)  # the pause between polls, or the news that it died
                 raise RuntimeError(f"the server exited with status {self.proc.returncode}; see {self.log}")
@@ -407,7 +407,7 @@ PROFILE_MODES = {
     "gil": "who holds the GIL (only the server thread holding it is sampled: time waiting for it is not)",
 }
 NOTES = {  # what a leaf frame spends its time in, where that is a C call made from that line
-    "GatherWriter.doWrite (andor_twisted/web/stream.py": "sendmsg(): the kernel's copy into the socket",
+    "GatherWriter.doWrite (andor_twisted/gather.py": "sendmsg(): the kernel's copy into the socket",
     "untilConcludes (twisted/python/util.py": "socket send(): the kernel's copy into the socket",
     "BurstFrames._read_into (andor/burst.py": "recv_into(): the kernel's copy out of the socket",
     "EPollReactor.doPoll (twisted/internet/epollreactor.py": "epoll_wait()",

@@ -1,4 +1,5 @@
-"""Shared test fixtures: a simulated SDK on a task.Clock, a synchronous SDK call, and a loopback server."""
+"""Shared test fixtures: a simulated SDK on a task.Clock, a synchronous SDK call, and a loopback server
+built by ``tap.makeService`` from command-line options, as twistd builds it."""
 
 import http.client
 import json
@@ -8,11 +9,6 @@ from twisted.internet.task import Clock
 
 import andor
 from andor_twisted import tap
-from andor_twisted.acquisition.burst import Bursts
-from andor_twisted.acquisition.live import LiveView
-from andor_twisted.service import CameraService
-from andor_twisted.web.site import make_site
-
 from andor_twisted.camera import sim
 from andor_twisted.camera.devices import Choice
 from andor_twisted.camera.driver import AndorCamera
@@ -50,6 +46,7 @@ def open_clock_camera(choice=Choice(), simcam_first=False, **overrides):
 
 
 # the simulated Neo as the command line would ask for it, arming quickly so the tests run fast
+SIM_ARGS = ("--sim-arm-latency", "0.005", "--spool-memory-limit", "1GiB")
 SIM_OPTIONS = {"sim-model": "neo", "sim-onboard-memory": None, "sim-link-rate": None, "sim-arm-latency": 0.005,
                "sim-fault-after": None}
 
@@ -61,29 +58,53 @@ def sdk_with_camera_in_use():
     return sdk
 
 
+class RecordingEndpoint:
+    """A server endpoint that remembers the port it listened on (tcp:0 picks a free one)."""
+
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+        self.port = None
+
+    def listen(self, factory):
+        def listening(port):
+            self.port = port
+            return port
+
+        return self.endpoint.listen(factory).addCallback(listening)
+
+
 class LoopbackServer:
-    """A camera service and its site on 127.0.0.1, and a client for it."""
+    """The server as ``twistd andor ARGS --listen tcp:0:interface=127.0.0.1`` builds it (tap.makeService),
+    running in the test's reactor, and a client for it."""
 
     @defer.inlineCallbacks
-    def start(self, sdk=None, memory_limit=1 << 30, idle_timeout=600.0):
-        self.service = CameraService(sdk or tap.simulated_sdk(SIM_OPTIONS), Choice(), reactor, "simulated neo")
-        self.service.startService()
+    def start(self, *args, sdk=None):
+        """``args``: command-line options beyond SIM_ARGS; ``sdk``: a pyAndorSDK3-shaped module to use
+        instead of the simulated one the options describe."""
+        options = tap.Options()
+        options.parseOptions([*SIM_ARGS, *args, "--listen", "tcp:0:interface=127.0.0.1"])
+        simulated = tap.simulated_sdk
+        if sdk is not None:
+            tap.simulated_sdk = lambda options: sdk
+        try:
+            self.top = tap.makeService(options, reactor)
+        finally:
+            tap.simulated_sdk = simulated
+        self.service = self.top.getServiceNamed("camera")
+        self.service.on_open_failure = None  # the test reports it, rather than the process exiting
+        self.live = self.top.getServiceNamed("live")
+        self.bursts = self.top.getServiceNamed("bursts")
+        self.arbiter = self.bursts.arbiter
+        listening = self.top.getServiceNamed("listen 0")
+        listening.endpoint = endpoint = RecordingEndpoint(listening.endpoint)
+        self.top.startService()
         yield self.service.opened
-        self.live = LiveView(self.service, reactor)
-        self.live.startService()
-        self.bursts = Bursts(self.service, reactor, memory_limit, idle_timeout, self.live)
-        self.bursts.startService()
-        self.port = reactor.listenTCP(0, make_site(self.service, self.bursts, self.live), interface="127.0.0.1")
-        self.address = f"127.0.0.1:{self.port.getHost().port}"
+        self.address = f"127.0.0.1:{endpoint.port.getHost().port}"
         self.cam = andor.Camera(self.address)
 
-    @defer.inlineCallbacks
     def stop(self):
         self.cam.close()
-        yield self.port.stopListening()
-        yield self.bursts.stopService()
-        yield self.live.stopService()
-        yield self.service.stopService()
+        return self.top.stopService()
 
     def raw(self, method, path, body=None):
         """(status, content type, parsed JSON or bytes) of one plain HTTP request."""

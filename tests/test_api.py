@@ -10,6 +10,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 import andor
+from andor_twisted.acquisition.arbiter import Purpose
 from andor_twisted.camera import atcore, sim
 
 from tests.helpers import LoopbackServer, sdk_with_camera_in_use
@@ -176,19 +177,34 @@ class BadInputTests(APITestCase):
 
     @defer.inlineCallbacks
     def test_busy_camera_409(self):
-        """Settings cannot change while an acquisition holds the camera: 409, and the client's CameraBusy."""
-        camera = self.server.service.camera()
-        camera.claim("burst")
+        """Settings and snaps are refused while a burst has the camera: 409 naming it, and the client's
+        CameraBusy; reading is fine, and the camera's description says who has it."""
+        grant = yield self.server.arbiter.request(Purpose.BURST, "burst 7")
         try:
             with self.assertRaises(andor.CameraBusy) as caught:
                 yield self.client(self.cam.exposure_time, 0.02)
             self.assertEqual(caught.exception.status, 409)
-            self.assertIn("burst", str(caught.exception))
+            self.assertEqual(caught.exception.code, "acquisition_running")
+            self.assertIn("burst 7", str(caught.exception))
             with self.assertRaises(andor.CameraBusy):
                 yield self.client(self.cam.snap)
             self.assertEqual((yield self.client(self.cam.exposure_time)), 0.01)  # reading is fine
+            status, _, camera = yield self.client(self.server.raw, "GET", "/api/camera")
+            self.assertEqual((status, camera["value"]["busy_with"]), (200, "burst 7"))
         finally:
-            camera.release()
+            grant.release()
+        self.assertEqual((yield self.client(self.cam.exposure_time, 0.02)), 0.02)
+
+    def test_routes_declare_what_they_need(self):
+        """Every route that changes the camera declares it needs the camera for a setting, the snap for a
+        snap; nothing else does (a burst asks for the camera itself)."""
+        api = self.server.top.getServiceNamed("listen 0").factory.resource.children[b"api"]
+        needs = {(r.method, "/".join(p if isinstance(p, str) else "*" for p in r.path)): r.needs_camera
+                 for r in api.routes}
+        self.assertEqual({k for k, v in needs.items() if v is Purpose.SETTING},
+                         {k for k in needs if k[0] == "PUT"})
+        self.assertEqual({k for k, v in needs.items() if v is Purpose.SNAP}, {("GET", "snap")})
+        self.assertEqual({v for k, v in needs.items() if k[0] != "PUT" and k != ("GET", "snap")}, {None})
 
     @defer.inlineCallbacks
     def test_camera_error_is_5xx_with_sdk_name(self):
@@ -223,7 +239,7 @@ class UnreachableTests(unittest.TestCase):
     def test_camera_that_cannot_open_503(self):
         """A camera that failed to open: every API call is 503 with the SDK's reason."""
         server = LoopbackServer()
-        yield server.start(sdk_with_camera_in_use())
+        yield server.start(sdk=sdk_with_camera_in_use())
         self.addCleanup(server.stop)
         status, kind, answer = yield threads.deferToThread(server.raw, "GET", "/api/camera")
         self.assertEqual((status, answer["error"]), (503, "camera_not_ready"))

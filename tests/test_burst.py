@@ -8,9 +8,11 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
+from andor import wire
+from andor_twisted.acquisition.arbiter import Arbiter, Purpose
 from andor_twisted.acquisition.burst import BurstDiscarded, Bursts, NoSuchBurst
 from andor_twisted.camera.errors import AcquisitionRunning, InvalidValue, SDKError
-from andor_twisted.web import wire
+from andor_twisted.protocol.burst import BurstState
 
 from tests.helpers import open_clock_camera, result_of
 
@@ -24,7 +26,8 @@ class BurstFixture:
         self.camera, self.sdk_cam, self.clock = open_clock_camera(**overrides)
         result_of(self.camera.set_aoi({"width": 64, "height": 64}))
         result_of(self.camera.set("ExposureTime", 0.001))
-        self.bursts = Bursts(types.SimpleNamespace(camera=lambda: self.camera), self.clock,
+        self.arbiter = Arbiter()
+        self.bursts = Bursts(types.SimpleNamespace(camera=lambda: self.camera), self.arbiter, self.clock,
                              memory_limit=1 << 30, idle_timeout=600.0)
         self.log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         self.addCleanup(self.bursts.stopService)
@@ -44,14 +47,14 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
         """With a spool for the whole burst, every frame is captured before anyone reads, one frame
         period apart; the log says how long it took."""
         burst = self.successResultOf(self.bursts.start(20, FPS))
-        self.assertEqual(burst.state, "captured")
+        self.assertEqual(burst.state, BurstState.CAPTURED)
         self.assertEqual((burst.spool.frames, burst.spool.sent), (20, 0))
         frames = self.read(burst, 20)
         ticks = [f.ticks for f in frames]
-        self.assertEqual({b - a for a, b in zip(ticks, ticks[1:])}, {TICKS_PER_FRAME})
-        self.assertEqual(burst.waited_frames, 0)
-        self.assertAlmostEqual(burst.status()["fps_achieved"], FPS)
-        self.assertEqual(burst.state, "done")
+        self.assertEqual({b - a for a, b in zip(ticks[:-1], ticks[1:], strict=True)}, {TICKS_PER_FRAME})
+        self.assertEqual(burst.timing.waited_frames, 0)
+        self.assertAlmostEqual(burst.status().fps_achieved, FPS)
+        self.assertEqual(burst.state, BurstState.DONE)
         messages = [e["log_format"].format(**e) for e in self.log]
         self.assertIn(f"taking 20 frames took {burst.took_s:.3f}s", messages)
         # arming (50 ms), 19 frame periods, then the last exposure and readout
@@ -59,13 +62,12 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
         self.assertIsNone(self.camera.acquiring)
 
     def test_frames_are_stream_messages(self):
-        """Each spooled frame is its wire message, whose pixels are still in the camera's buffer."""
+        """Each spooled frame is a frame header and pixels that are still in the camera's buffer (no
+        WebSocket framing: the stream adds that)."""
         burst = self.successResultOf(self.bursts.start(2, FPS))
         frame = self.read(burst, 1)[0]
-        self.assertTrue(np.shares_memory(frame.message[1], frame.buffer))
-        message = b"".join(frame.message)
-        header = len(message) - wire.HEADER_SIZE - frame.image.nbytes
-        fields, image = wire.parse(message[header:])
+        self.assertTrue(np.shares_memory(np.frombuffer(frame.pixels, np.uint8), frame.buffer))
+        fields, image = wire.parse(frame.header + bytes(frame.pixels))
         self.assertEqual((fields["burst_id"], fields["frame_number"], fields["ticks"]), (burst.id, 0, frame.ticks))
         self.assertEqual(image.tolist(), frame.image.tolist())
 
@@ -84,7 +86,7 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
             seen.update(id(frame.buffer) for frame in self.read(burst, 1))
             self.clock.advance(0.01)
         self.read(burst, 20)
-        self.assertEqual(burst.state, "done")
+        self.assertEqual(burst.state, BurstState.DONE)
         self.assertLessEqual(len(seen), 20 + 8 + 2 * 8)  # the spool, the queue, the spares
 
     def test_full_spool_stops_taking_frames(self):
@@ -96,7 +98,7 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
         held = 2 + 8 + 3  # spool, SDK buffers queued, on-head memory
         self.assertEqual(burst.spool.frames, 2)
         self.assertEqual(timeline.exposed_by(self.clock.seconds()), held)
-        self.assertEqual(burst.state, "capturing")
+        self.assertEqual(burst.state, BurstState.CAPTURING)
         for _ in range(3):
             self.read(burst, 1)
             self.clock.advance(1.0)
@@ -104,10 +106,10 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
         frames = self.read(burst, 40 - 3)
         ticks = [f.ticks for f in frames]
         self.assertEqual([f.frame_number for f in frames], list(range(3, 40)))
-        self.assertGreater(burst.waited_frames, 0)
+        self.assertGreater(burst.timing.waited_frames, 0)
         late = (ticks[held - 3 + 1] - ticks[held - 3]) / TICKS_PER_FRAME
         self.assertGreater(late, 50)  # the frame after memory filled waited about a second
-        self.assertEqual(burst.state, "done")
+        self.assertEqual(burst.state, BurstState.DONE)
 
     def test_settings_wait_for_the_capture(self):
         """Settings are refused (409) while a burst captures, and free again once its last frame is off
@@ -115,8 +117,13 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
         burst = self.successResultOf(self.bursts.start(10, FPS, 2))
         self.failureResultOf(self.camera.set("ExposureTime", 0.002), AcquisitionRunning)
         self.failureResultOf(self.camera.snap(), AcquisitionRunning)
+        refused = self.failureResultOf(self.arbiter.request(Purpose.SETTING, "PUT /api/exposure_time"),
+                                       AcquisitionRunning).value
+        self.assertEqual(refused.details["busy_with"], f"burst {burst.id}")
         self.read(burst, 8)
-        self.assertEqual(burst.state, "captured")
+        self.assertEqual(burst.state, BurstState.CAPTURED)
+        self.assertIsNone(self.arbiter.busy_with())
+        self.successResultOf(self.arbiter.request(Purpose.SETTING, "PUT /api/exposure_time")).release()
         self.assertEqual(result_of(self.camera.set("ExposureTime", 0.002)), 0.002)
 
     def test_new_burst_discards_the_previous(self):
@@ -126,10 +133,10 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
             first.spool.next()  # in flight, not acknowledged: the spool stays full
         waiting = first.spool.next()
         second = self.successResultOf(self.bursts.start(4, FPS))
-        self.assertEqual(first.state, "discarded")
+        self.assertEqual(first.state, BurstState.DISCARDED)
         self.assertEqual((first.spool.frames, first.spool.bytes), (0, 0))
         self.assertIn("replaced", str(self.failureResultOf(waiting, BurstDiscarded).value))
-        self.assertEqual(second.state, "captured")
+        self.assertEqual(second.state, BurstState.CAPTURED)
         self.assertEqual([f.frame_number for f in self.read(second, 4)], [0, 1, 2, 3])
         self.assertRaises(NoSuchBurst, self.bursts.get, first.id)
 
@@ -156,12 +163,12 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
         burst = self.successResultOf(self.bursts.start(40, FPS, 2))
         self.bursts.reader_attached(burst)
         self.clock.advance(601)
-        self.assertEqual(burst.state, "capturing")
+        self.assertEqual(burst.state, BurstState.CAPTURING)
         self.bursts.reader_detached(burst)
         self.clock.advance(599)
-        self.assertEqual(burst.state, "capturing")
+        self.assertEqual(burst.state, BurstState.CAPTURING)
         self.clock.advance(2)
-        self.assertEqual(burst.state, "discarded")
+        self.assertEqual(burst.state, BurstState.DISCARDED)
         self.assertEqual(burst.spool.bytes, 0)
         self.assertIsNone(self.camera.acquiring)
 
@@ -169,7 +176,7 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
         """Captured frames nobody reads are freed after the idle timeout too."""
         burst = self.successResultOf(self.bursts.start(10, FPS))
         self.clock.advance(600.5)
-        self.assertEqual(burst.state, "discarded")
+        self.assertEqual(burst.state, BurstState.DISCARDED)
 
 
 class FailingCameraTests(BurstFixture, unittest.SynchronousTestCase):
@@ -179,9 +186,9 @@ class FailingCameraTests(BurstFixture, unittest.SynchronousTestCase):
     def test_camera_failure_mid_burst(self):
         """A camera failure ends the capture: the frames before it are read, then the error; the camera is free."""
         burst = self.successResultOf(self.bursts.start(20, FPS))
-        self.assertEqual(burst.state, "failed")
+        self.assertEqual(burst.state, BurstState.FAILED)
         self.assertEqual([f.frame_number for f in self.read(burst, 5)], [0, 1, 2, 3, 4])
         error = self.failureResultOf(burst.spool.next(), SDKError).value
         self.assertEqual(error.sdk_error, "AT_ERR_COMM")
         self.assertIsNone(self.camera.acquiring)
-        self.assertEqual(burst.status()["error"], "sdk_error")
+        self.assertEqual(burst.status().error, "sdk_error")

@@ -6,18 +6,20 @@ memory, so every test runs in well under a second of camera time. A slow reader 
 """
 
 import collections.abc
+import json
+import struct
 import time
 
 import numpy as np
+import websocket
 from twisted.internet import defer, threads
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
 import andor
-from andor_twisted import tap
 
-from tests.helpers import SIM_OPTIONS, LoopbackServer
+from tests.helpers import LoopbackServer
 
 FPS = 200.0
 PERIOD = 1 / FPS
@@ -35,14 +37,13 @@ def read_slowly(frames):
 
 
 class StreamFixture(unittest.TestCase):
-    sim = {}  # --sim-* options beyond SIM_OPTIONS
+    sim = ()  # --sim-* options beyond the helpers' and four frames of on-head memory
 
     @defer.inlineCallbacks
     def setUp(self):
-        options = {**SIM_OPTIONS, "sim-onboard-memory": 4 * FRAME_BYTES, **self.sim}
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         self.server = LoopbackServer()
-        yield self.server.start(tap.simulated_sdk(options))
+        yield self.server.start("--sim-onboard-memory", str(4 * FRAME_BYTES), *self.sim)
         self.cam = self.server.cam
         yield self.client(self.cam.aoi, {"width": 64, "height": 64})
         yield self.client(self.cam.exposure_time, 0.001)
@@ -171,8 +172,40 @@ class BurstStreamTests(StreamFixture):
         self.assertEqual(status, 200)
 
 
+class ProtocolViolationTests(StreamFixture):
+    def violate(self, burst_id, message):
+        """In a thread: open the burst's stream, read its first message, send ``message``; return the
+        close code and reason the server answers with."""
+        ws = websocket.create_connection(f"ws://{self.server.address}/stream/burst?id={burst_id}", timeout=10)
+        try:
+            first = json.loads(ws.recv())
+            assert first["type"] == "stream", first
+            ws.send(message)
+            while True:
+                opcode, data = ws.recv_data(control_frame=True)
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    return struct.unpack("!H", data[:2])[0], data[2:].decode()
+        finally:
+            ws.close()
+
+    @defer.inlineCallbacks
+    def test_bad_messages_close_the_stream(self):
+        """An acknowledgement of a frame not sent, or a message that is no acknowledgement, closes the
+        stream with code 4400 saying why; the burst keeps its frames for the next reader."""
+        frames = yield self.burst(40, FPS)
+        yield self.server.bursts.current.when_captured()
+        code, reason = yield self.client(self.violate, frames.id, json.dumps({"ack": 39}))
+        self.assertEqual(code, 4400)
+        self.assertIn("acknowledged frame 39, but frames up to 31 were sent", reason)
+        code, reason = yield self.client(self.violate, frames.id, "hello")
+        self.assertEqual((code, reason), (4400, 'a reader sends {"ack": frame_number}'))
+        images = yield self.client(list, frames)
+        self.assertEqual(frames.frame_numbers.tolist(), list(range(40)))
+        self.assertEqual(len(images), 40)
+
+
 class FailingCameraTests(StreamFixture):
-    sim = {"sim-fault-after": 7}
+    sim = ("--sim-fault-after", "7")
 
     @defer.inlineCallbacks
     def test_camera_error_mid_burst(self):

@@ -1,18 +1,19 @@
-"""The live view: newest frame wins, one frame queued per viewer, reduced to the display, and paused
-whenever something else needs the camera."""
+"""The live view: newest frame wins, one frame queued per viewer, reduced to the display, and stepping
+aside whenever the arbiter gives the camera to someone else."""
 
 import json
 
 import numpy as np
 import websocket
-from twisted.internet import defer, threads
+from twisted.internet import defer, reactor, threads
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
+from andor import wire
 from andor_twisted.acquisition import live
+from andor_twisted.acquisition.arbiter import Arbiter, Purpose
 from andor_twisted.camera.driver import Frame
 from andor_twisted.camera.errors import SDKError
-from andor_twisted.web import wire
 
 from tests.helpers import LoopbackServer
 
@@ -54,26 +55,25 @@ class FakeCamera:
 
 
 class Screen:
-    """A viewer's far end: what it was sent."""
+    """A viewer's far end: what it was sent (frame messages, without the stream's WebSocket framing)."""
 
     def __init__(self, display=(1000, 1000)):
         self.frames, self.messages = [], []
         self.viewer = live.Viewer(self.frames.append, self.messages.append, display)
 
     def numbers(self):
-        return [wire.parse(m[4:] if m[1] == 126 else m[10:] if m[1] == 127 else m[2:])[0]["frame_number"]
-                for m in self.frames]
+        return [wire.parse(m)[0]["frame_number"] for m in self.frames]
 
     def shape(self):
-        m = self.frames[-1]
-        return wire.parse(m[10:] if m[1] == 127 else m[4:])[1].shape
+        return wire.parse(self.frames[-1])[1].shape
 
 
 class LiveViewTests(unittest.SynchronousTestCase):
     def setUp(self):
         self.camera = FakeCamera()
         self.clock = Clock()
-        self.live = live.LiveView(type("Service", (), {"camera": lambda _: self.camera})(), self.clock)
+        self.arbiter = Arbiter()
+        self.live = live.LiveView(type("Service", (), {"camera": lambda _: self.camera})(), self.arbiter, self.clock)
         self.live.startService()
 
     def test_runs_only_while_watched(self):
@@ -122,18 +122,42 @@ class LiveViewTests(unittest.SynchronousTestCase):
         self.camera.deliver(1)
         self.assertEqual(screen.shape(), (500, 1000))
 
-    def test_pause_and_resume(self):
-        """A burst pauses the live view (viewers are told why) and it resumes after."""
+    def test_steps_aside_and_comes_back(self):
+        """A burst gets the camera once the live view has stopped (viewers are told why); the live view
+        comes back by itself when the burst gives the camera up."""
         screen = Screen()
         self.live.add(screen.viewer)
-        self.successResultOf(self.live.pause("burst 1 is capturing"))
+        grant = self.successResultOf(self.arbiter.request(Purpose.BURST, "burst 1"))
         self.assertIsNone(self.camera.acquiring)
         self.assertEqual(screen.messages[-1], {"type": "paused", "reason": "burst 1 is capturing"})
-        self.live.add(Screen().viewer)  # a viewer arriving meanwhile does not restart it
+        late = Screen()
+        self.live.add(late.viewer)  # a viewer arriving meanwhile does not restart it, and is told why
         self.assertIsNone(self.camera.acquiring)
-        self.live.resume("burst 1 is capturing")
+        self.assertEqual(late.messages, [{"type": "paused", "reason": "burst 1 is capturing"}])
+        self.assertEqual([m["type"] for m in screen.messages].count("paused"), 1)
+        grant.release()
         self.assertEqual(self.camera.acquiring, "live view")
         self.assertEqual(screen.messages[-1]["type"], "view")
+        self.assertEqual(self.arbiter.busy_with(), "live view")
+
+    def test_waits_while_the_camera_is_busy(self):
+        """A first viewer while a snap has the camera waits, told why, and gets frames after it."""
+        snap = self.successResultOf(self.arbiter.request(Purpose.SNAP, "GET /api/snap"))
+        screen = Screen()
+        self.live.add(screen.viewer)
+        self.assertEqual((self.camera.starts, screen.messages), (0, [{"type": "paused", "reason": "GET /api/snap"}]))
+        snap.release()
+        self.camera.deliver(0)
+        self.assertEqual(screen.numbers(), [0])
+
+    def test_last_viewer_leaving_withdraws_the_request(self):
+        """A live view waiting for the camera stops waiting when its last viewer leaves."""
+        burst = self.successResultOf(self.arbiter.request(Purpose.BURST, "burst 1"))
+        screen = Screen()
+        self.live.add(screen.viewer)
+        self.live.remove(screen.viewer)
+        burst.release()
+        self.assertEqual((self.camera.starts, self.arbiter.busy_with()), (0, None))
 
     def test_camera_error(self):
         """A camera error is shown to viewers and the live view tries again a little later."""
@@ -158,17 +182,19 @@ class LiveStreamTests(unittest.TestCase):
     def tearDown(self):
         return self.server.stop()
 
-    def watch(self, frames):
-        """In a thread: connect as a viewer, read ``frames`` frames acknowledging each; return the
-        messages (dicts, or frame header fields)."""
+    def watch(self, enough, first_frame=None):
+        """In a thread: connect as a viewer and read, acknowledging every frame, until ``enough(messages)``;
+        return the messages (dicts, or frame header fields). ``first_frame`` fires when the first frame is in."""
         ws = websocket.create_connection(f"ws://{self.server.address}/stream/live?width=320&height=240", timeout=10)
         got = []
         try:
-            while sum("frame_number" in m for m in got) < frames:
+            while not enough(got):
                 opcode, data = ws.recv_data()
                 if opcode == websocket.ABNF.OPCODE_BINARY:
                     got.append(wire.parse(data)[0])
                     ws.send(json.dumps({"ack": got[-1]["frame_number"]}))
+                    if first_frame is not None and not first_frame.called:
+                        reactor.callFromThread(first_frame.callback, None)
                 else:
                     got.append(json.loads(data))
         finally:
@@ -177,7 +203,8 @@ class LiveStreamTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_frames_reduced(self):
-        messages = yield threads.deferToThread(self.watch, 3)
+        """The viewer gets the view message, then distinct frames reduced to its display."""
+        messages = yield threads.deferToThread(self.watch, lambda got: sum("frame_number" in m for m in got) >= 3)
         self.assertEqual(messages[0]["type"], "view")
         self.assertEqual(messages[0]["step"], 2)
         frames = [m for m in messages if "frame_number" in m]
@@ -186,15 +213,25 @@ class LiveStreamTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_settings_and_bursts_take_the_camera(self):
-        """Settings change while the live view runs (it pauses for them), and a burst pauses it until its
-        capture ends; then it resumes."""
-        watching = threads.deferToThread(self.watch, 4)
+        """Settings change while the live view runs (it steps aside for them), and a burst stops it until its
+        capture ends; then it comes back: a view message and frames after the burst's pause."""
+
+        def after_burst(got):
+            paused = [i for i, m in enumerate(got) if m.get("type") == "paused" and "burst" in m["reason"]]
+            if not paused:
+                return False
+            rest = [m.get("type", "frame") for m in got[paused[-1] + 1:]]
+            return "view" in rest and "frame" in rest[rest.index("view"):]
+
+        first_frame = defer.Deferred()
+        watching = threads.deferToThread(self.watch, after_burst, first_frame)
+        yield first_frame
         exposure = yield threads.deferToThread(self.server.cam.exposure_time, 0.002)
         self.assertEqual(exposure, 0.002)
         frames = yield threads.deferToThread(self.server.cam.burst, 5, 50)
         images = yield threads.deferToThread(list, frames)
         self.assertEqual(len(images), 5)
         messages = yield watching
-        reasons = [m.get("reason", "") for m in messages if m.get("type") == "paused"]
-        self.assertTrue(any("burst" in r for r in reasons), messages)
-        self.assertIn("view", [m.get("type") for m in messages[-3:]] + ["view"])
+        reasons = [m["reason"] for m in messages if m.get("type") == "paused"]
+        self.assertEqual(reasons, ["PUT /api/exposure_time", f"burst {frames.id} is capturing"], messages)
+        self.assertTrue(after_burst(messages), messages)

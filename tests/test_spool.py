@@ -1,20 +1,25 @@
 """The spool and the frame sender: a bounded FIFO driven by Deferreds, and the acknowledgement window."""
 
-from dataclasses import replace
-
 import numpy as np
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
-from andor_twisted.acquisition import spool as spool_module
+from andor import wire
+from andor_twisted.acquisition.frames import BurstFrame
 from andor_twisted.acquisition.spool import Spool
 from andor_twisted.camera.driver import Frame
-from andor_twisted.web import stream, wire
+from andor_twisted.protocol.messages import ProtocolViolation
+from andor_twisted.protocol.window import WINDOW_FRAMES, AckWindow
+from andor_twisted.stream import sender as sender_module
+from andor_twisted.stream.sender import FrameSender
 
 
-def frame(n, size=16):
-    parts, image = wire.frame_parts(1, n, np.full((1, size // 2), n, np.uint16))
-    return Frame(image, n, None, None, parts)
+def frame(n, size=16, buffer=None):
+    """Burst frame ``n`` with ``size`` bytes of pixels; with ``buffer``, as if lent from the camera."""
+    image = np.full((1, size // 2), n, np.uint16)
+    packed = BurstFrame.pack(1, Frame(image, n, None, None, buffer=image.view(np.uint8)))
+    packed.buffer = buffer
+    return packed
 
 
 class SpoolTests(unittest.SynchronousTestCase):
@@ -49,7 +54,7 @@ class SpoolTests(unittest.SynchronousTestCase):
         spool = Spool(10)
         for n in range(3):
             spool.put(frame(n))
-        size = spool_module.message_bytes(frame(0))
+        size = frame(0).nbytes
         self.assertEqual((spool.frames, spool.bytes), (3, 3 * size))
         for _ in range(3):
             spool.next()
@@ -64,7 +69,7 @@ class SpoolTests(unittest.SynchronousTestCase):
         spool = Spool(10, given_back.append)
         buffers = [np.zeros(4, np.uint8) for _ in range(3)]
         for n, buffer in enumerate(buffers):
-            spool.put(replace(frame(n), buffer=buffer))
+            spool.put(frame(n, buffer=buffer))
         spool.put(frame(3))  # copied out of the camera's buffer: nothing to give back
         for _ in range(4):
             spool.next()
@@ -83,8 +88,10 @@ class SpoolTests(unittest.SynchronousTestCase):
         self.assertEqual(self.successResultOf(d).frame_number, 0)
 
     def test_end_after_last_acknowledgement(self):
-        """After a finished capture, next() gives None only once every frame is acknowledged."""
-        spool = Spool(5)
+        """After a finished capture, next() gives None only once every frame is acknowledged, and the
+        spool's owner hears of the acknowledgement first (so the end's summary says the burst is done)."""
+        heard = []
+        spool = Spool(5, on_acknowledged=lambda n: heard.append((n, end.called)))
         spool.put(frame(0))
         spool.finish()
         self.successResultOf(spool.next())
@@ -92,6 +99,7 @@ class SpoolTests(unittest.SynchronousTestCase):
         self.assertNoResult(end)
         spool.acknowledge(0)
         self.assertIsNone(self.successResultOf(end))
+        self.assertEqual(heard, [(1, False)])
 
     def test_error_after_frames(self):
         """A failed capture's frames are still read, then the error."""
@@ -132,7 +140,8 @@ class FrameSenderTests(unittest.SynchronousTestCase):
         self.spool = Spool(100)
         self.transport = StringTransport()
         self.ended = []
-        self.sender = stream.FrameSender(self.transport, self.spool, self.ended.append, stream.WINDOW_FRAMES)
+        self.sender = FrameSender(self.transport, self.spool, self.ended.append, AckWindow(WINDOW_FRAMES),
+                                  self.spool.acknowledge)
         self.sender.start()
         self.assertIs(self.transport.producer, self.sender)
         self.assertFalse(self.transport.streaming)  # a pull producer
@@ -162,15 +171,14 @@ class FrameSenderTests(unittest.SynchronousTestCase):
         self.assertEqual(self.sent(), [0, 1, 2])
         for n in range(3, 5):
             self.spool.put(frame(n))
-        self.spool.acknowledge(2)
-        self.sender.pump()
+        self.sender.acknowledge(2)
         self.assertEqual(self.sent(), [])
         self.sender.resumeProducing()
         self.assertEqual(self.sent(), [3, 4])
 
     def test_batch_in_bytes(self):
         """One write holds at most BATCH_BYTES of frames, but always one frame."""
-        size = stream.BATCH_BYTES // 4
+        size = sender_module.BATCH_BYTES // 4
         for n in range(3):
             self.spool.put(frame(n, size))
         self.sender.resumeProducing()
@@ -179,7 +187,7 @@ class FrameSenderTests(unittest.SynchronousTestCase):
             self.spool.put(frame(n, size))
         self.sender.resumeProducing()
         self.assertEqual(self.sent(), [3, 4, 5])  # a fourth frame's header would pass BATCH_BYTES
-        self.spool.put(frame(9, 2 * stream.BATCH_BYTES))
+        self.spool.put(frame(9, 2 * sender_module.BATCH_BYTES))
         self.sender.resumeProducing()
         self.assertEqual(self.sent(), [6, 7, 8])
         self.sender.resumeProducing()
@@ -187,27 +195,29 @@ class FrameSenderTests(unittest.SynchronousTestCase):
 
     def test_window(self):
         """No more than the window of frames is ever unacknowledged; acknowledgements open it again."""
-        window = stream.WINDOW_FRAMES
+        window = WINDOW_FRAMES
         for n in range(window + 3):
             self.spool.put(frame(n))
         self.sender.resumeProducing()
         self.assertEqual(self.sent(), list(range(window)))
         self.sender.resumeProducing()
         self.assertEqual(self.sent(), [])
-        self.spool.acknowledge(1)
-        self.sender.pump()
+        self.sender.acknowledge(1)
         self.assertEqual(self.sent(), [window, window + 1])
         self.sender.resumeProducing()
         self.assertEqual(self.sent(), [])
-        self.spool.acknowledge(2)
-        self.sender.pump()
+        self.sender.acknowledge(2)
         self.assertEqual(self.sent(), [window + 2])
 
-    def test_window_in_bytes(self):
-        """Large frames shrink the window to what fits in WINDOW_BYTES, but never below one frame."""
-        self.assertEqual(stream.window_for(1000), stream.WINDOW_FRAMES)
-        self.assertEqual(stream.window_for(stream.WINDOW_BYTES // 3), 3)
-        self.assertEqual(stream.window_for(stream.WINDOW_BYTES * 2), 1)
+    def test_ack_of_a_frame_not_sent(self):
+        """An acknowledgement of a frame not sent yet is a protocol violation; it frees nothing."""
+        for n in range(3):
+            self.spool.put(frame(n))
+        self.sender.resumeProducing()
+        self.assertEqual(self.sent(), [0, 1, 2])
+        self.spool.put(frame(3))
+        self.assertRaises(ProtocolViolation, self.sender.acknowledge, 3)
+        self.assertEqual((self.spool.acknowledged, self.spool.in_flight), (0, 3))
 
     def test_waits_for_a_frame(self):
         """An idle transport with an empty spool sends the frame as soon as it is put."""
@@ -223,7 +233,7 @@ class FrameSenderTests(unittest.SynchronousTestCase):
         self.sent()
         self.sender.resumeProducing()
         self.assertEqual(self.ended, [])
-        self.spool.acknowledge(0)
+        self.sender.acknowledge(0)
         self.assertEqual(self.ended, [None])
 
     def test_error(self):

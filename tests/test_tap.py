@@ -113,7 +113,10 @@ class OptionsTests(unittest.TestCase):
         children = list(top)
         self.assertEqual([type(c).__name__ for c in children][:3], ["CameraService", "LiveView", "Bursts"])
         self.assertEqual(len(children), 5)
+        self.assertEqual([c.name for c in children], ["camera", "live", "bursts", "listen 0", "listen 1"])
         self.assertIn("simulated neo", children[0].description)
+        live, bursts = top.getServiceNamed("live"), top.getServiceNamed("bursts")
+        self.assertIs(live.arbiter, bursts.arbiter)  # one arbiter of the camera
 
     def test_camera_open_failure_stops_with_an_error_status(self):
         """A camera that cannot be opened stops the reactor, and the process exits 1 after shutdown,

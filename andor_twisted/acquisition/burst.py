@@ -3,22 +3,32 @@
 The capture runs on the camera's clock as long as the spool has room, whether or not anyone reads.
 When the spool is full it stops taking frames off the camera, whose on-head memory then fills until
 the camera slows to the pace at which the reader frees room: frames are late, never lost, and their
-timestamps say so. A new burst discards the previous one. Only the capture holds the camera: once
-the last frame is off it, settings and snaps work again while the spool drains.
+timestamps say so. A new burst discards the previous one. Only the capture holds the camera (the
+arbiter's BURST grant): once the last frame is off it, settings and snaps work again while the spool
+drains. A burst's states and the moves between them are ``protocol.burst``'s.
 """
 
-import numpy as np
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from andor_twisted.acquisition.arbiter import Arbiter, Grant, Purpose
+from andor_twisted.acquisition.contracts import CameraSource, Clock, DelayedCall
+from andor_twisted.acquisition.frames import BurstFrame
 from andor_twisted.acquisition.spool import Spool
+from andor_twisted.camera.driver import AndorCamera, Frame
 from andor_twisted.camera.errors import CameraError, InvalidValue
-from andor_twisted.web import wire
+from andor_twisted.protocol import frames as frame_format
+from andor_twisted.protocol.burst import BurstState, BurstStatus, FrameTiming, Lifecycle
 
 BURST_BUFFERS = 8  # SDK buffers queued for a burst: frames that may leave the camera while the spool is full
 REFILL = 8  # a full spool waits for room for this many frames (a quarter of a small spool) before taking more
-LATE = 1.5  # a frame exposed more than this many frame periods after the previous one waited for room
 
 
 class BurstDiscarded(CameraError):
@@ -34,7 +44,8 @@ class Burst:
 
     log = Logger()
 
-    def __init__(self, burst_id, frames, fps, spool_frames, camera, clock):
+    def __init__(self, burst_id: int, frames: int, fps: float | None, spool_frames: int, camera: AndorCamera,
+                 clock: Clock) -> None:
         self.id = burst_id
         self.frames = frames
         self.fps_requested = fps
@@ -43,69 +54,61 @@ class Burst:
         self.camera = camera
         self.clock = clock
         # resized to the memory limit once the frame size is known
-        self.spool = Spool(self.requested_spool, camera.give_back)
-        self._state = "arming"
+        self.spool = Spool(self.requested_spool, camera.give_back, self._acknowledged)
+        self.life = Lifecycle()
+        self.timing = FrameTiming()  # replaced once armed, when the camera's clock is known
         self.started_at = clock.seconds()
-        self.took_s = None
-        self.error = None
-        self.waited_frames = 0
-        self._first_ticks = self._last_ticks = None
-        self._period_ticks = self._tick_frequency = None
-        self._capture = None
-        self._capture_waiters = []  # Deferreds for when_captured()
-        self.message_bytes = None  # a frame's size on the wire, once armed
+        self.took_s: float | None = None
+        self.error: BaseException | None = None
+        self._capture: defer.Deferred[None] | None = None
+        self._capture_waiters: list[defer.Deferred[Burst]] | None = []  # when_captured(); None once captured
+        self.message_bytes = 0  # a frame's message (header and pixels), once armed
         self.readers = 0
-        self.idle_call = None  # the idle timeout's pending call, while nobody reads
+        self.idle_call: DelayedCall | None = None  # the idle timeout's pending call, while nobody reads
 
     @property
-    def state(self):
-        """arming, capturing, captured, done (every frame acknowledged), failed or discarded."""
-        if self._state == "captured" and self.spool.acknowledged == self.frames:
-            return "done"
-        return self._state
+    def state(self) -> BurstState:
+        return self.life.state
 
-    @property
-    def capturing(self):
-        return self._state in ("arming", "capturing")
-
-    def start(self, memory_limit):
+    def start(self, memory_limit: int) -> defer.Deferred[Burst]:
         """Arm the camera and start capturing. Fires once frames are coming (or the camera refused,
         say an fps out of range); the capture then runs on its own."""
-        d = self.camera.start(f"burst {self.id}", min(self.frames, BURST_BUFFERS), self.fps)
+        if self.state is BurstState.DISCARDED:  # discarded while waiting for the camera: never armed
+            self._captured(None)
+            return defer.succeed(self)
+        d: defer.Deferred[Any] = self.camera.start(f"burst {self.id}", min(self.frames, BURST_BUFFERS), self.fps)
         d.addCallback(self._started, memory_limit)
         d.addErrback(self._not_started)
         return d
 
-    def _started(self, layout, memory_limit):
-        if self._state == "discarded":  # discarded while arming
+    def _started(self, layout: dict[str, Any], memory_limit: int) -> Burst:
+        if self.state is BurstState.DISCARDED:  # discarded while arming
             self._capture = self.camera.stop()
             self._capture.addBoth(self._captured)
             return self
-        itemsize = 4 if layout.encoding == "Mono32" else 2
-        message_bytes = wire.HEADER_SIZE + layout.width * layout.height * itemsize
-        self.message_bytes = message_bytes
-        self.spool.capacity = min(self.requested_spool, max(1, memory_limit // message_bytes))
+        dtype = "u4" if layout.encoding == "Mono32" else "u2"
+        self.message_bytes = frame_format.message_bytes(dtype, layout.height, layout.width)
+        self.spool.capacity = min(self.requested_spool, max(1, memory_limit // self.message_bytes))
         if self.spool.capacity < self.requested_spool:
             self.log.warn("burst {id}: the spool holds {n} frames, not {asked}, within --spool-memory-limit",
                           id=self.id, n=self.spool.capacity, asked=self.requested_spool)
         self.fps = layout.frame_rate
-        if layout.timestamps and layout.tick_frequency:
-            self._tick_frequency = layout.tick_frequency
-            self._period_ticks = layout.tick_frequency / layout.frame_rate
-        self._state = "capturing"
+        self.timing = FrameTiming(layout.tick_frequency if layout.timestamps else None, layout.frame_rate)
+        self.life.to(BurstState.CAPTURING)
         self._capture = self._run(layout)
         self._capture.addBoth(self._captured)
         return self
 
-    def _not_started(self, failure):
-        self._state = "failed"
-        self.error = failure.value
+    def _not_started(self, failure: Failure) -> Failure:
+        if self.life.can(BurstState.FAILED):
+            self.life.to(BurstState.FAILED)
+            self.error = failure.value
         self.spool.finish(failure.value)
         self._captured(None)
         return failure
 
     @defer.inlineCallbacks
-    def _run(self, layout):
+    def _run(self, layout: dict[str, Any]) -> Generator[defer.Deferred[Any], Any, None]:
         try:
             # a full spool is refilled in batches: a trip to the SDK thread for every frame acknowledged
             # would cost more than the frame
@@ -115,17 +118,17 @@ class Burst:
                 want = min(self.spool.capacity - self.spool.frames, self.frames - self.spool.captured)
                 batch = yield self.camera.next_frames(layout, self.spool.captured, want, self._pack, lend=True)
                 for frame in batch:
-                    self._time(frame)
+                    self.timing.exposed(frame.ticks)
                     self.spool.put(frame)
             self.took_s = self.clock.seconds() - self.started_at
             self.log.info("taking {n} frames took {took:.3f}s", n=self.frames, took=self.took_s)
-            self._state = "captured"
+            self.life.to(BurstState.CAPTURED)
             self.spool.finish()
         except Exception as e:
-            if self._state != "discarded":  # else discard() has dealt with the spool
+            if self.state is not BurstState.DISCARDED:  # else discard() has dealt with the spool
                 self.took_s = self.clock.seconds() - self.started_at
                 self.error = e
-                self._state = "failed"
+                self.life.to(BurstState.FAILED)
                 self.log.error("burst {id} failed after {n} of {total} frames: {why}", id=self.id,
                                n=self.spool.captured, total=self.frames, why=e)
                 self.spool.finish(e)
@@ -134,68 +137,54 @@ class Burst:
         except Exception as e:
             self.log.error("burst {id}: stopping the acquisition failed: {why}", id=self.id, why=e)
 
-    def _captured(self, _):
+    def _pack(self, frame: Frame) -> BurstFrame:
+        """In the SDK thread: the frame as the spool keeps it (``BurstFrame.pack``)."""
+        return BurstFrame.pack(self.id, frame)
+
+    def _captured(self, _: object) -> None:
         self._capture = None
         waiters, self._capture_waiters = self._capture_waiters, None
-        for d in waiters:
+        for d in waiters or ():
             d.callback(self)
 
-    def when_captured(self):
+    def when_captured(self) -> defer.Deferred[Burst]:
         """A Deferred that fires once the capture has ended, however, and the camera is free."""
         if self._capture_waiters is None:
             return defer.succeed(self)
-        d = defer.Deferred()
+        d: defer.Deferred[Burst] = defer.Deferred()
         self._capture_waiters.append(d)
         return d
 
-    def discard(self, why):
+    def _acknowledged(self, frames: int) -> None:
+        """The spool's reader has acknowledged ``frames`` frames (before the spool tells it the end)."""
+        if self.state is BurstState.CAPTURED and frames == self.frames:
+            self.life.to(BurstState.DONE)
+
+    def discard(self, why: str) -> defer.Deferred[Burst]:
         """Stop the capture and free the spool; fires once the camera is free."""
-        if self._state != "discarded":
+        if self.state is not BurstState.DISCARDED:
             self.log.info("burst {id} discarded ({why}); {n} frames unread", id=self.id, why=why,
                           n=self.spool.frames)
-            self._state = "discarded"
+            self.life.to(BurstState.DISCARDED)
             self.error = BurstDiscarded(f"burst {self.id} was discarded: {why}", burst=self.id)
             if self._capture is not None:
                 self._capture.cancel()
             self.spool.discard(self.error)
         return self.when_captured()
 
-    def _pack(self, frame):
-        """In the SDK thread: the frame as its stream message. The pixels stay in the camera's buffer,
-        lent to the spool until the reader has them, unless the pixel encoding or padded rows meant
-        copying them out."""
-        frame.message, frame.image = wire.frame_parts(self.id, frame.frame_number, frame.image, frame.ticks,
-                                                      frame.tick_frequency)
-        if not np.may_share_memory(frame.image, frame.buffer):
-            frame.buffer = None
-        return frame
-
-    def _time(self, frame):
-        if frame.ticks is None:
-            return
-        if self._first_ticks is None:
-            self._first_ticks = frame.ticks
-        elif self._period_ticks and frame.ticks - self._last_ticks > LATE * self._period_ticks:
-            self.waited_frames += 1
-        self._last_ticks = frame.ticks
-
-    def status(self):
+    def status(self) -> BurstStatus:
         """What the HTTP status resource and the stream's summary report."""
-        spool = self.spool
-        fps_achieved = None
-        if self._first_ticks is not None and self._last_ticks > self._first_ticks:
-            fps_achieved = (spool.captured - 1) * self._tick_frequency / (self._last_ticks - self._first_ticks)
-        return {
-            "id": self.id, "state": self.state, "frames": self.frames, "fps_requested": self.fps_requested,
-            "fps": self.fps,
-            "spool_capacity": spool.capacity, "captured": spool.captured, "sent": spool.sent,
-            "acknowledged": spool.acknowledged, "spool_frames": spool.frames, "spool_bytes": spool.bytes,
-            "high_water_frames": spool.high_water_frames, "high_water_bytes": spool.high_water_bytes,
-            "waited_frames": self.waited_frames, "took_s": self.took_s, "fps_achieved": fps_achieved,
-            "readers": self.readers,
-            "error": getattr(self.error, "code", None) if self.error else None,
-            "message": getattr(self.error, "message", str(self.error)) if self.error else None,
-        }
+        spool, error = self.spool, self.error
+        return BurstStatus(
+            id=self.id, state=self.state, frames=self.frames, fps_requested=self.fps_requested, fps=self.fps,
+            spool_capacity=spool.capacity, captured=spool.captured, sent=spool.sent,
+            acknowledged=spool.acknowledged, spool_frames=spool.frames, spool_bytes=spool.bytes,
+            high_water_frames=spool.high_water_frames, high_water_bytes=spool.high_water_bytes,
+            waited_frames=self.timing.waited_frames, took_s=self.took_s,
+            fps_achieved=self.timing.fps_achieved(spool.captured), readers=self.readers,
+            error=getattr(error, "code", None) if error else None,
+            message=getattr(error, "message", str(error)) if error else None,
+        )
 
 
 class Bursts(service.Service):
@@ -204,16 +193,17 @@ class Bursts(service.Service):
 
     log = Logger()
 
-    def __init__(self, camera_service, clock, memory_limit, idle_timeout, live=None):
+    def __init__(self, camera_service: CameraSource, arbiter: Arbiter, clock: Clock, memory_limit: int,
+                 idle_timeout: float) -> None:
         self.camera_service = camera_service
-        self.live = live  # paused while a burst captures
+        self.arbiter = arbiter
         self.clock = clock
         self.memory_limit = memory_limit
         self.idle_timeout = idle_timeout
-        self.current = None
+        self.current: Burst | None = None
         self._next_id = 1
 
-    def get(self, burst_id=None):
+    def get(self, burst_id: int | None = None) -> Burst:
         """The newest burst, or burst ``burst_id`` if it still is the newest."""
         burst = self.current
         if burst is None:
@@ -224,14 +214,15 @@ class Bursts(service.Service):
                               newest=burst.id)
         return burst
 
-    def start(self, frames, fps, spool=0):
-        """Discard the previous burst and start a new one; fires with it once its capture runs."""
+    def start(self, frames: object, fps: object, spool: object = 0) -> defer.Deferred[Burst]:
+        """Discard the previous burst and start a new one; fires with it once its capture runs. The
+        values are checked here (they come straight from a request)."""
         return defer.maybeDeferred(self._start, frames, fps, spool)
 
     @defer.inlineCallbacks
-    def _start(self, frames, fps, spool):
-        _check_count("frames", frames, 1)
-        _check_count("spool", spool, 0)
+    def _start(self, frames: object, fps: object, spool: object) -> Generator[defer.Deferred[Any], Any, Burst]:
+        frames = _check_count("frames", frames, 1)
+        spool = _check_count("spool", spool, 0)
         if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0):
             raise InvalidValue("wrong_type", f"fps is a frame rate above 0 (frames per second), not {fps!r}")
         camera = self.camera_service.camera()
@@ -244,16 +235,14 @@ class Bursts(service.Service):
         if self.current is not burst:
             raise BurstDiscarded(f"burst {burst.id} was replaced by burst {self.current.id} before it started",
                                  burst=burst.id)
-        if self.live is not None:
-            reason = f"burst {burst.id} is capturing"
-            yield self.live.pause(reason)
-            burst.when_captured().addCallback(lambda _: self.live.resume(reason))
+        grant: Grant = yield self.arbiter.request(Purpose.BURST, f"burst {burst.id}")
+        burst.when_captured().addCallback(lambda _: grant.release())
         yield burst.start(self.memory_limit)
         self._start_idle_timer(burst)
-        burst.when_captured().addCallback(self._captured)
+        burst.when_captured().addCallback(self._start_idle_timer)
         return burst
 
-    def discard(self):
+    def discard(self) -> defer.Deferred[Burst]:
         """Discard the newest burst (``DELETE /api/burst``)."""
         burst = self.get()
         self._stop_idle_timer(burst)
@@ -261,44 +250,43 @@ class Bursts(service.Service):
 
     # ---- readers and the idle timeout ----
 
-    def reader_attached(self, burst):
+    def reader_attached(self, burst: Burst) -> None:
         burst.readers += 1
         self._stop_idle_timer(burst)
 
-    def reader_detached(self, burst):
+    def reader_detached(self, burst: Burst) -> None:
         burst.readers -= 1
         self._start_idle_timer(burst)
 
-    def _captured(self, burst):
-        self._start_idle_timer(burst)
-
-    def _start_idle_timer(self, burst):
-        if burst.readers == 0 and burst.idle_call is None and burst.state not in ("discarded", "done"):
+    def _start_idle_timer(self, burst: Burst) -> None:
+        if burst.readers == 0 and burst.idle_call is None and burst.state.readable:
             burst.idle_call = self.clock.callLater(self.idle_timeout, self._idle, burst)
 
-    def _stop_idle_timer(self, burst):
+    def _stop_idle_timer(self, burst: Burst) -> None:
         if burst.idle_call is not None:
             if burst.idle_call.active():
                 burst.idle_call.cancel()
             burst.idle_call = None
 
-    def _idle(self, burst):
+    def _idle(self, burst: Burst) -> None:
         burst.idle_call = None
-        if burst.readers or burst.state in ("discarded", "done"):
+        if burst.readers or not burst.state.readable:
             return
-        if burst.capturing and not burst.spool.full:
+        if burst.state.holds_camera and not burst.spool.full:
             self._start_idle_timer(burst)  # still filling its spool on the camera's clock
             return
         burst.discard(f"nobody read it for {self.idle_timeout:g} s")
 
-    def stopService(self):
+    def stopService(self) -> defer.Deferred[Burst] | None:
         super().stopService()
         if self.current is not None:
             self._stop_idle_timer(self.current)
             return self.current.discard("the server is stopping")
+        return None
 
 
-def _check_count(name, value, least):
+def _check_count(name: str, value: object, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise InvalidValue("wrong_type" if not isinstance(value, int) or isinstance(value, bool) else "out_of_range",
                            f"{name} is a whole number of frames, at least {least}, not {value!r}")
+    return value

@@ -3,19 +3,26 @@
 Every viewer gets the newest frame, reduced (every k-th pixel) to about its display size, and never a
 backlog: a viewer holds at most one frame in flight and one waiting, and a newer frame replaces the
 waiting one. A slow viewer therefore skips frames; it never slows the camera or the other viewers.
-Anything that needs the camera (a burst, a snap, a change of settings) pauses the live view and
-resumes it when done.
+The live view asks the arbiter for the camera at the lowest priority: it steps aside for a burst, a
+snap or a change of settings (viewers are told why) and gets the camera back by itself once it is free.
 """
 
+from __future__ import annotations
+
 import math
-from dataclasses import replace
+from collections.abc import Callable, Generator, Mapping
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from andor_twisted.web import wire
+from andor_twisted.acquisition.arbiter import Arbiter, Grant, Purpose
+from andor_twisted.acquisition.contracts import CameraSource, Clock, DelayedCall
+from andor_twisted.acquisition.frames import LiveFrame
+from andor_twisted.camera.driver import Frame
+from andor_twisted.protocol import messages
 
 LIVE_BUFFERS = 4
 MAX_PIXELS = 1_000_000  # a reduced frame is at most this big: 2 MB, over 5 frames/s on 100 Mbit/s
@@ -23,18 +30,20 @@ RETRY_S = 2.0  # after a camera error, try again this much later
 
 
 class Viewer:
-    """One viewer's share of the live view: its display size, and its one-frame queue."""
+    """One viewer's share of the live view: its display size, and its one-frame queue. ``send_frame``
+    takes a frame message (header and pixels), ``send_json`` a control message."""
 
-    def __init__(self, send_frame, send_json, display=(1024, 1024)):
+    def __init__(self, send_frame: Callable[[bytes], None], send_json: Callable[[Mapping[str, object]], None],
+                 display: tuple[int, int] = (1024, 1024)) -> None:
         self.send_frame = send_frame
         self.send_json = send_json
         self.display = display
-        self.step = None
+        self.step: int | None = None
         self.in_flight = False  # a frame sent and not yet acknowledged
-        self.waiting = None  # the newest frame not sent yet
+        self.waiting: bytes | None = None  # the newest frame not sent yet
         self.skipped = 0
 
-    def offer(self, message):
+    def offer(self, message: bytes) -> None:
         if self.in_flight:
             self.skipped += self.waiting is not None
             self.waiting = message
@@ -42,14 +51,14 @@ class Viewer:
             self.in_flight = True
             self.send_frame(message)
 
-    def acknowledged(self):
+    def acknowledged(self) -> None:
         self.in_flight = False
         if self.waiting is not None:
             message, self.waiting = self.waiting, None
             self.offer(message)
 
 
-def reduction(width, height, display):
+def reduction(width: int, height: int, display: tuple[int, int]) -> int:
     """The decimation step that makes a width x height frame fit ``display``, and MAX_PIXELS."""
     fit = max(width / max(display[0], 1), height / max(display[1], 1))
     return max(1, math.ceil(fit - 1e-9), math.ceil(math.sqrt(width * height / MAX_PIXELS) - 1e-9))
@@ -58,108 +67,127 @@ def reduction(width, height, display):
 class LiveView(service.Service):
     log = Logger()
 
-    def __init__(self, camera_service, clock):
+    def __init__(self, camera_service: CameraSource, arbiter: Arbiter, clock: Clock) -> None:
         self.camera_service = camera_service
+        self.arbiter = arbiter
         self.clock = clock
-        self.viewers = []
-        self._pauses = []  # why the live view is paused, one entry per pause() not yet resumed
-        self._loop = None  # the running acquisition
-        self._waiting = None  # its wait for frames
-        self._steps = frozenset()  # the decimation steps viewers use (read by the SDK thread)
-        self._retry = None
-        self._view = None  # the AOI, binning and frame rate of the running acquisition
+        self.viewers: list[Viewer] = []
+        self._loop: defer.Deferred[None] | None = None  # asking for the camera, then running an acquisition
+        self._request: defer.Deferred[Grant] | None = None  # the arbiter's answer, while it waits
+        self._waiting: defer.Deferred[list[LiveFrame]] | None = None  # the acquisition's wait for frames
+        self._stepping_aside = False  # asked to give the camera up
+        self._paused: str | None = None  # why the live view waits for the camera, as viewers were told
+        self._steps: frozenset[int] = frozenset()  # the decimation steps viewers use (read by the SDK thread)
+        self._retry: DelayedCall | None = None
+        self._view: dict[str, Any] | None = None  # the AOI, binning and frame rate of the running acquisition
         self.frames = 0
 
     # ---- viewers ----
 
-    def add(self, viewer):
+    def add(self, viewer: Viewer) -> None:
         self.viewers.append(viewer)
-        if self._pauses:
-            viewer.send_json({"type": "paused", "reason": self._pauses[-1]})
+        if self._paused is not None:
+            viewer.send_json(messages.paused(self._paused))
         elif self._view is not None:
             self._send_view(viewer)
         self._start()
 
-    def remove(self, viewer):
+    def remove(self, viewer: Viewer) -> None:
         self.viewers.remove(viewer)
         if not self.viewers:
             self._stop()
 
-    def resize(self, viewer, display):
+    def resize(self, viewer: Viewer, display: tuple[int, int]) -> None:
         viewer.display = display
         if self._view is not None:
             self._send_view(viewer)
 
-    # ---- others who need the camera ----
+    # ---- the camera ----
 
-    def pause(self, reason):
-        """Stop the live view until ``resume``; fires once the camera is free."""
-        self._pauses.append(reason)
-        for viewer in self.viewers:
-            viewer.send_json({"type": "paused", "reason": reason})
-        return self._stop()
-
-    def resume(self, reason):
-        self._pauses.remove(reason)
-        if self._pauses:
-            return
-        self._start()
-
-    @defer.inlineCallbacks
-    def paused(self, reason, operation):
-        """Run ``operation()`` (returning a Deferred) with the live view paused."""
-        yield self.pause(reason)
-        try:
-            return (yield operation())
-        finally:
-            self.resume(reason)
-
-    # ---- the acquisition ----
-
-    def _wanted(self):
-        return bool(self.viewers) and not self._pauses and self.running
-
-    def startService(self):
+    def startService(self) -> None:
         super().startService()
         self._start()
 
-    def stopService(self):
+    def stopService(self) -> defer.Deferred[None]:
         super().stopService()
         return self._stop()
 
-    def _start(self):
-        if self._loop is None and self._retry is None and self._wanted():
+    def _wanted(self) -> bool:
+        return bool(self.viewers) and bool(self.running) and not self._stepping_aside
+
+    def _start(self) -> None:
+        if self._loop is None and self._retry is None and self.viewers and self.running:
+            self._stepping_aside = False
             self._loop = self._run()
             self._loop.addBoth(self._ended)
 
-    def _stop(self):
-        """Fires once the live acquisition has stopped and released the camera."""
+    def _stop(self) -> defer.Deferred[None]:
+        """Fires once the live acquisition has stopped and given the camera back."""
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
         if self._loop is None:
             return defer.succeed(None)
-        done = defer.Deferred()
+        done: defer.Deferred[None] = defer.Deferred()
         self._loop.addBoth(lambda result: done.callback(None))
+        if self._request is not None:
+            self._request.cancel()
         if self._waiting is not None:
             self._waiting.cancel()  # only the wait for frames: arming always runs to its end
         return done
 
-    def _ended(self, result):
+    def _step_aside(self, reason: str) -> None:
+        """The arbiter wants the camera for someone else (``reason``): stop, and tell the viewers why."""
+        self._stepping_aside = True
+        self._pause(reason)
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    def _pause(self, reason: str) -> None:
+        if reason != self._paused:
+            self._paused = reason
+            for viewer in self.viewers:
+                viewer.send_json(messages.paused(reason))
+
+    def _ended(self, result: object) -> None:
         self._loop = None
         self._view = None
         if isinstance(result, Failure):
+            if not self.running:
+                self.log.info("live view stopped with the server: {why}", why=result.value)
+                return
             self.log.error("live view stopped: {why}; trying again in {s:g} s", why=result.value, s=RETRY_S)
             self._retry = self.clock.callLater(RETRY_S, self._retry_now)
         else:
-            self._start()  # wanted again meanwhile
+            self._start()  # it asks for the camera again, and gets it once the camera is free
 
-    def _retry_now(self):
+    def _retry_now(self) -> None:
         self._retry = None
         self._start()
 
     @defer.inlineCallbacks
-    def _run(self):
+    def _run(self) -> Generator[defer.Deferred[Any], Any, None]:
+        request = self.arbiter.request(Purpose.LIVE_VIEW, "live view", self._step_aside)
+        if not request.called:
+            busiest = self.arbiter.busiest()
+            if busiest is not None:
+                self._pause(busiest.reason)
+        self._request = request
+        try:
+            grant: Grant = yield request
+        except defer.CancelledError:
+            return  # nobody watches any more
+        finally:
+            self._request = None
+        self._paused = None
+        try:
+            if self._wanted():  # still: the server may be stopping
+                yield self._acquire()
+        finally:
+            grant.release()
+
+    @defer.inlineCallbacks
+    def _acquire(self) -> Generator[defer.Deferred[Any], Any, None]:
         camera = self.camera_service.camera()
         aoi = yield camera.get_aoi()
         binning = yield camera.get_binning()
@@ -172,35 +200,31 @@ class LiveView(service.Service):
                 self._send_view(viewer)
             while self._wanted():
                 self._waiting = camera.next_frames(layout, self.frames, LIVE_BUFFERS, self._reduce)
-                frames = yield self._waiting
+                frames: list[LiveFrame] = yield self._waiting
                 self.frames += len(frames)
-                newest = frames[-1].message
+                newest = frames[-1].messages
                 for viewer in self.viewers:
                     if viewer.step in newest:
                         viewer.offer(newest[viewer.step])
         except defer.CancelledError:
-            pass  # paused, or nobody watches
+            pass  # stepping aside, or nobody watches
         except Exception as e:
             error = e
             for viewer in self.viewers:
-                viewer.send_json({"type": "error", "error": getattr(e, "code", "internal_error"),
-                                  "message": getattr(e, "message", str(e))})
+                viewer.send_json(messages.error(getattr(e, "code", "internal_error"), getattr(e, "message", str(e))))
         self._waiting = None
         yield camera.stop()
         if error is not None:
             raise error
 
-    def _reduce(self, frame):
+    def _reduce(self, frame: Frame) -> LiveFrame:
         """In the SDK thread: the frame as a message for each decimation step viewers use."""
-        messages = {}
-        for step in self._steps:
-            reduced = frame.image[::step, ::step] if step > 1 else frame.image
-            messages[step] = wire.frame_message(0, frame.frame_number, reduced, frame.ticks, frame.tick_frequency)
-        return replace(frame, image=None, message=messages)
+        return LiveFrame.pack(frame, self._steps)
 
-    def _send_view(self, viewer):
+    def _send_view(self, viewer: Viewer) -> None:
         view = self._view
+        if view is None:
+            return
         viewer.step = reduction(view["width"], view["height"], viewer.display)
         self._steps = frozenset(v.step for v in self.viewers if v.step is not None)
-        viewer.send_json({"type": "view", "step": viewer.step, "aoi": view["aoi"], "binning": view["binning"],
-                          "frame_rate": view["frame_rate"]})
+        viewer.send_json(messages.view(viewer.step, view["aoi"], view["binning"], view["frame_rate"]))

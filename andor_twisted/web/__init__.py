@@ -1,1 +1,2 @@
-"""The HTTP side of the server: the JSON control API (api.py) and the site that mounts it."""
+"""The HTTP side of the server: the JSON control API (api.py), the site that mounts it with the frame
+streams (site.py), and the browser viewer's files (static/)."""

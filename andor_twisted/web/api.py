@@ -6,16 +6,26 @@ with a 4xx status for a bad request and a 5xx status (naming the SDK's AT_ERR_) 
 never a traceback page.
 """
 
+from __future__ import annotations
+
 import functools
 import io
 import json
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import resource, server
+from twisted.web.server import Request
 
-from andor_twisted.acquisition.burst import BurstDiscarded, NoSuchBurst
+from andor_twisted.acquisition.arbiter import Arbiter, Purpose
+from andor_twisted.acquisition.burst import BurstDiscarded, Bursts, NoSuchBurst
+from andor_twisted.acquisition.contracts import CameraSource
+from andor_twisted.camera.driver import AndorCamera, Frame
 from andor_twisted.camera.errors import (AcquisitionRunning, CameraError, CameraNotReady, CameraTimeout,
                                          InvalidValue, SDKError, UnknownFeature)
 
@@ -42,11 +52,25 @@ FEATURE_ENDPOINTS = {
 SNAP_FORMATS = {"raw": "application/octet-stream", "tiff": "image/tiff", "fits": "application/fits"}
 ANY = object()  # a path segment that matches any name
 
+Handler = Callable[[AndorCamera, Request, list[str]], Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: a method, a path (ANY matches any segment, passed to the handler), the handler, and
+    what it needs the camera for (``needs_camera``): the arbiter grants it before the handler runs, or
+    refuses the request (409) while a burst has the camera."""
+
+    method: str
+    path: tuple[object, ...]
+    handler: Handler
+    needs_camera: Purpose | None = None
+
 
 class APIError(CameraError):
     """A request the API itself rejects (malformed JSON, unknown path, ...), with its status."""
 
-    def __init__(self, status, code, message, **details):
+    def __init__(self, status: int, code: str, message: str, **details: object) -> None:
         super().__init__(message, **details)
         self.status, self.code = status, code
 
@@ -55,66 +79,69 @@ class CameraAPI(resource.Resource):
     isLeaf = True
     log = Logger()
 
-    def __init__(self, camera_service, bursts, live):
+    def __init__(self, camera_service: CameraSource, bursts: Bursts, arbiter: Arbiter) -> None:
         super().__init__()
         self.service = camera_service
         self.bursts = bursts
-        self.live = live
+        self.arbiter = arbiter
+        SETTING, SNAP = Purpose.SETTING, Purpose.SNAP
         self.routes = [
-            ("GET", ("camera",), self.describe_camera),
-            ("GET", ("features",), self.list_features),
-            ("GET", ("features", ANY), self.get_feature),
-            ("PUT", ("features", ANY), self.set_feature),
-            ("GET", ("features", ANY, "info"), self.feature_info),
-            ("GET", ("aoi",), lambda cam, req, args: cam.get_aoi()),
-            ("PUT", ("aoi",), lambda cam, req, args: cam.set_aoi(_value(req))),
-            ("GET", ("binning",), lambda cam, req, args: cam.get_binning()),
-            ("PUT", ("binning",), lambda cam, req, args: cam.set_binning(_value(req))),
-            ("GET", ("fan",), self.get_fan),
-            ("PUT", ("fan",), self.set_fan),
-            ("GET", ("temperature_setpoint", "options"),
-             lambda cam, req, args: cam.info("TemperatureControl").addCallback(lambda i: i["available_options"])),
-            ("GET", ("snap",), self.snap),
-            ("POST", ("burst",), self.start_burst),
-            ("GET", ("burst",), lambda cam, req, args: self.bursts.get().status()),
-            ("DELETE", ("burst",), lambda cam, req, args: self.bursts.discard().addCallback(lambda b: b.status())),
+            Route("GET", ("camera",), self.describe_camera),
+            Route("GET", ("features",), self.list_features),
+            Route("GET", ("features", ANY), self.get_feature),
+            Route("PUT", ("features", ANY), self.set_feature, needs_camera=SETTING),
+            Route("GET", ("features", ANY, "info"), self.feature_info),
+            Route("GET", ("aoi",), lambda cam, req, args: cam.get_aoi()),
+            Route("PUT", ("aoi",), lambda cam, req, args: cam.set_aoi(_value(req)), needs_camera=SETTING),
+            Route("GET", ("binning",), lambda cam, req, args: cam.get_binning()),
+            Route("PUT", ("binning",), lambda cam, req, args: cam.set_binning(_value(req)), needs_camera=SETTING),
+            Route("GET", ("fan",), self.get_fan),
+            Route("PUT", ("fan",), self.set_fan, needs_camera=SETTING),
+            Route("GET", ("temperature_setpoint", "options"),
+                  lambda cam, req, args: cam.info("TemperatureControl").addCallback(lambda i: i["available_options"])),
+            Route("GET", ("snap",), self.snap, needs_camera=SNAP),
+            # a burst asks the arbiter itself, and holds the camera for as long as it captures
+            Route("POST", ("burst",), self.start_burst),
+            Route("GET", ("burst",), lambda cam, req, args: self.bursts.get().status().to_json()),
+            Route("DELETE", ("burst",),
+                  lambda cam, req, args: self.bursts.discard().addCallback(lambda b: b.status().to_json())),
         ]
         for path, (feature, writable) in FEATURE_ENDPOINTS.items():
-            self.routes.append(("GET", (path,), lambda cam, req, args, f=feature: cam.get(f)))
+            self.routes.append(Route("GET", (path,), _getter(feature)))
             if writable:
-                self.routes.append(("PUT", (path,), lambda cam, req, args, f=feature: cam.set(f, _value(req))))
+                self.routes.append(Route("PUT", (path,), _setter(feature), needs_camera=SETTING))
 
     # ---- dispatch ----
 
-    def render(self, request):
-        finished = []
+    def render(self, request: Request) -> int:
+        finished: list[object] = []
         request.notifyFinish().addBoth(finished.append)
         d = defer.maybeDeferred(self._dispatch, request)
         d.addCallback(self._respond, request, finished)
         d.addErrback(self._fail, request, finished)
         return server.NOT_DONE_YET
 
-    def _dispatch(self, request):
-        path = tuple(segment.decode("utf-8", "replace") for segment in request.postpath if segment)
-        method = request.method.decode("ascii", "replace")
+    def _dispatch(self, request: Request) -> Any:
+        path = tuple(segment.decode("utf-8", "replace") for segment in request.postpath or () if segment)
+        method = (request.method or b"").decode("ascii", "replace")
         allowed = []
-        for route_method, pattern, handler in self.routes:
-            args = _match(pattern, path)
+        for route in self.routes:
+            args = _match(route.path, path)
             if args is None:
                 continue
-            if route_method == method:
+            if route.method == method:
                 camera = self.service.camera()
-                if method == "PUT" or pattern == ("snap",):  # the camera must be idle: pause the live view
-                    return self.live.paused(f"{method} /api/{'/'.join(path)}",
-                                            functools.partial(handler, camera, request, args))
-                return handler(camera, request, args)
-            allowed.append(route_method)
+                call = functools.partial(route.handler, camera, request, args)
+                if route.needs_camera is not None:
+                    return self.arbiter.run(route.needs_camera, f"{method} /api/{'/'.join(path)}", call)
+                return call()
+            allowed.append(route.method)
         if not allowed:
             raise APIError(404, "not_found", f"no API endpoint /api/{'/'.join(path)}")
         request.setHeader("Allow", ", ".join(sorted(set(allowed))))
         raise APIError(405, "method_not_allowed", f"/api/{'/'.join(path)} takes {' or '.join(sorted(set(allowed)))}")
 
-    def _respond(self, result, request, finished):
+    def _respond(self, result: object, request: Request, finished: list[object]) -> None:
         if finished:
             return
         if isinstance(result, Snap):
@@ -122,7 +149,7 @@ class CameraAPI(resource.Resource):
         else:
             _write_json(request, 200, {"value": result})
 
-    def _fail(self, failure, request, finished):
+    def _fail(self, failure: Failure, request: Request, finished: list[object]) -> None:
         error = failure.value
         if isinstance(error, APIError):
             status = error.status
@@ -134,39 +161,39 @@ class CameraAPI(resource.Resource):
             self.log.failure("unexpected error serving {method} {uri}", failure, method=request.method, uri=request.uri)
             body = {"error": "internal_error", "message": f"{type(error).__name__}: {error}"}
         if status >= 500:
-            self.log.error("{method} {uri} -> {status} {message}", method=request.method.decode(),
-                           uri=request.uri.decode(), status=status, message=body["message"])
+            self.log.error("{method} {uri} -> {status} {message}", method=(request.method or b"").decode(),
+                           uri=(request.uri or b"").decode(), status=status, message=body["message"])
         if not finished:
             _write_json(request, status, body)
 
     # ---- handlers ----
 
-    def describe_camera(self, cam, request, args):
+    def describe_camera(self, cam: AndorCamera, request: Request, args: list[str]) -> defer.Deferred[Any]:
         names = ("CameraModel", "CameraName", "SerialNumber", "FirmwareVersion", "InterfaceType",
                  "SensorWidth", "SensorHeight", "PixelWidth", "PixelHeight")
         present = [n for n in names if n in cam.features]
-        d = defer.gatherResults([cam.get(n) for n in present], consumeErrors=True)
-        d.addErrback(lambda f: f.value.subFailure)
-        d.addCallback(lambda values: {**dict(zip(present, values)), "camera": self.service.description,
-                                      "busy_with": cam.acquiring})
+        d: defer.Deferred[Any] = defer.gatherResults([cam.get(n) for n in present], consumeErrors=True)
+        d.addErrback(_first_failure)
+        d.addCallback(lambda values: {**dict(zip(present, values, strict=True)), "camera": self.service.description,
+                                      "busy_with": self.arbiter.busy_with()})
         return d
 
-    def list_features(self, cam, request, args):
+    def list_features(self, cam: AndorCamera, request: Request, args: list[str]) -> dict[str, str]:
         return dict(cam.features)
 
-    def get_feature(self, cam, request, args):
+    def get_feature(self, cam: AndorCamera, request: Request, args: list[str]) -> Any:
         return cam.get(args[0])
 
-    def set_feature(self, cam, request, args):
+    def set_feature(self, cam: AndorCamera, request: Request, args: list[str]) -> Any:
         return cam.set(args[0], _value(request))
 
-    def feature_info(self, cam, request, args):
+    def feature_info(self, cam: AndorCamera, request: Request, args: list[str]) -> Any:
         return cam.info(args[0])
 
-    def get_fan(self, cam, request, args):
+    def get_fan(self, cam: AndorCamera, request: Request, args: list[str]) -> Any:
         return cam.get("FanSpeed").addCallback(lambda speed: {"on": speed != "Off", "speed": speed})
 
-    def set_fan(self, cam, request, args):
+    def set_fan(self, cam: AndorCamera, request: Request, args: list[str]) -> Any:
         """true/false switch the fan fully on or off; a string picks a speed ("Low")."""
         value = _value(request)
         speed = ("On" if value else "Off") if isinstance(value, bool) else value
@@ -174,25 +201,25 @@ class CameraAPI(resource.Resource):
         return d.addCallback(lambda speed: {"on": speed != "Off", "speed": speed})
 
     @defer.inlineCallbacks
-    def snap(self, cam, request, args):
+    def snap(self, cam: AndorCamera, request: Request, args: list[str]) -> Generator[defer.Deferred[Any], Any, Snap]:
         fmt = _query(request, "format", "raw")
         if fmt not in SNAP_FORMATS:
             raise APIError(400, "invalid_option", f"format {fmt!r} is not one of {sorted(SNAP_FORMATS)}",
                            options=sorted(SNAP_FORMATS))
-        exposure = _query(request, "exposure_time", None)
-        if exposure is not None:
+        asked = _query(request, "exposure_time", None)
+        exposure_time = None
+        if asked is not None:
             try:
-                exposure = float(exposure)
+                exposure_time = float(asked)
             except ValueError:
-                raise APIError(400, "wrong_type", f"exposure_time is a number of seconds, not {exposure!r}")
-        frame = yield cam.snap(exposure)
+                raise APIError(400, "wrong_type", f"exposure_time is a number of seconds, not {asked!r}") from None
+        frame = yield cam.snap(exposure_time)
         exposure = yield cam.get("ExposureTime")
         snap = Snap(frame, fmt, exposure, self.service.description)
         yield threads.deferToThread(snap.encode)  # copying or writing out a full frame takes a while
         return snap
 
-
-    def start_burst(self, cam, request, args):
+    def start_burst(self, cam: AndorCamera, request: Request, args: list[str]) -> defer.Deferred[Any]:
         """Start a burst at once: {"frames": N, "fps": F, "spool": S}; its frames are then read from
         /stream/burst?id=ID."""
         value = _value(request)
@@ -204,26 +231,26 @@ class CameraAPI(resource.Resource):
         if "frames" not in value:
             raise APIError(400, "missing_value", "a burst needs frames (and fps, spool)")
         d = self.bursts.start(value["frames"], value.get("fps"), value.get("spool", 0))
-        return d.addCallback(lambda burst: burst.status())
+        return d.addCallback(lambda burst: burst.status().to_json())
 
 
 class Snap:
     """A snapped frame on its way out: raw pixels with headers, or a TIFF or FITS file."""
 
-    def __init__(self, frame, fmt, exposure, camera):
+    def __init__(self, frame: Frame, fmt: str, exposure: float, camera: str) -> None:
         self.frame, self.fmt, self.exposure, self.camera = frame, fmt, exposure, camera
-        self.body = None
+        self.body = b""
 
-    def headers(self):
+    def headers(self) -> dict[str, str]:
         f = self.frame
-        headers = {"X-Andor-Dtype": f.image.dtype.newbyteorder("<").str, "X-Andor-Shape": "%d,%d" % f.image.shape,
-                   "X-Andor-Exposure-Time": repr(self.exposure)}
+        headers = {"X-Andor-Dtype": f.image.dtype.newbyteorder("<").str,
+                   "X-Andor-Shape": "{},{}".format(*f.image.shape), "X-Andor-Exposure-Time": repr(self.exposure)}
         if f.ticks is not None:
             headers["X-Andor-Ticks"] = str(f.ticks)
             headers["X-Andor-Tick-Frequency"] = str(f.tick_frequency)
         return headers
 
-    def encode(self):
+    def encode(self) -> None:
         image = self.frame.image
         if self.fmt == "raw":
             self.body = np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("<")).tobytes()
@@ -245,7 +272,7 @@ class Snap:
             hdu.writeto(out)
         self.body = out.getvalue()
 
-    def write(self, request):
+    def write(self, request: Request) -> None:
         request.setResponseCode(200)
         request.setHeader("Content-Type", SNAP_FORMATS[self.fmt])
         for name, value in self.headers().items():
@@ -257,11 +284,25 @@ class Snap:
         request.finish()
 
 
-def _match(pattern, path):
+def _getter(feature: str) -> Handler:
+    return lambda cam, request, args: cam.get(feature)
+
+
+def _setter(feature: str) -> Handler:
+    return lambda cam, request, args: cam.set(feature, _value(request))
+
+
+def _first_failure(failure: Failure) -> Failure:
+    """gatherResults' FirstError, as the failure it wraps."""
+    error = failure.value
+    return error.subFailure if isinstance(error, defer.FirstError) else failure
+
+
+def _match(pattern: Sequence[object], path: Sequence[str]) -> list[str] | None:
     if len(pattern) != len(path):
         return None
     args = []
-    for want, got in zip(pattern, path):
+    for want, got in zip(pattern, path, strict=True):
         if want is ANY:
             args.append(got)
         elif want != got:
@@ -269,27 +310,27 @@ def _match(pattern, path):
     return args
 
 
-def _value(request):
+def _value(request: Request) -> Any:
     """The ``value`` of a JSON request body ``{"value": ...}``."""
     length = int(request.getHeader("content-length") or 0)
     if length > MAX_BODY_BYTES:
         raise APIError(413, "body_too_large", f"request bodies are at most {MAX_BODY_BYTES} bytes")
-    raw = request.content.read(MAX_BODY_BYTES + 1)
+    raw = request.content.read(MAX_BODY_BYTES + 1) if request.content is not None else b""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
-        raise APIError(400, "malformed_json", f"the request body is not valid JSON: {e}")
+        raise APIError(400, "malformed_json", f"the request body is not valid JSON: {e}") from None
     if not isinstance(body, dict) or "value" not in body:
         raise APIError(400, "missing_value", 'the request body is a JSON object {"value": ...}')
     return body["value"]
 
 
-def _query(request, name, default):
+def _query(request: Request, name: str, default: str | None) -> str | None:
     values = request.args.get(name.encode())
     return values[-1].decode("utf-8", "replace") if values else default
 
 
-def _write_json(request, status, body):
+def _write_json(request: Request, status: int, body: object) -> None:
     data = json.dumps(body, allow_nan=False, default=str).encode()
     request.setResponseCode(status)
     request.setHeader("Content-Type", "application/json")
@@ -298,5 +339,5 @@ def _write_json(request, status, body):
     request.finish()
 
 
-def _jsonable(details):
+def _jsonable(details: object) -> Any:
     return json.loads(json.dumps(details, default=str))

@@ -1,11 +1,19 @@
 """The one twisted.web Site: the viewer page at /, its files under /static, the control API under /api,
 frame streams (WebSocket) under /stream."""
 
+from __future__ import annotations
+
 import os
 
-from twisted.web import resource, server, static
+from typing import Any
 
-from andor_twisted.web import stream
+from twisted.web import http, resource, server, static
+
+from andor_twisted.acquisition.arbiter import Arbiter
+from andor_twisted.acquisition.burst import Bursts
+from andor_twisted.acquisition.contracts import CameraSource
+from andor_twisted.acquisition.live import LiveView
+from andor_twisted.stream.protocols import BurstStreamProtocol, LiveStreamProtocol, stream_resource
 from andor_twisted.web.api import CameraAPI
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -15,22 +23,23 @@ class Site(server.Site):
     """Logs the requests that change something or fail, not every poll of an open viewer (several a second,
     for months, in the journal)."""
 
-    def log(self, request):
+    def log(self, request: http.Request) -> None:
         if request.method != b"GET" or request.code >= 400:
             super().log(request)
 
 
-def make_site(camera_service, bursts, live):
-    root = resource.Resource()
+def make_site(camera_service: CameraSource, bursts: Bursts, live: LiveView, arbiter: Arbiter) -> Site:
+    # Any: twisted.web's signatures ask for zope's IResource, which mypy cannot see a Resource provides
+    root: Any = resource.Resource()
     root.putChild(b"", static.File(os.path.join(STATIC, "index.html"), defaultType="text/html"))
     files = static.File(STATIC)
     files.contentTypes = {**files.contentTypes, ".js": "text/javascript", ".mjs": "text/javascript",
                           ".css": "text/css", ".json": "application/json"}
     root.putChild(b"static", files)
-    root.putChild(b"api", CameraAPI(camera_service, bursts, live))
-    streams = resource.Resource()
-    streams.putChild(b"burst", stream.stream_resource(stream.BurstStreamProtocol, bursts=bursts))
-    streams.putChild(b"live", stream.stream_resource(stream.LiveStreamProtocol, live=live))
+    root.putChild(b"api", CameraAPI(camera_service, bursts, arbiter))
+    streams: Any = resource.Resource()
+    streams.putChild(b"burst", stream_resource(BurstStreamProtocol, bursts=bursts))
+    streams.putChild(b"live", stream_resource(LiveStreamProtocol, live=live))
     root.putChild(b"stream", streams)
     site = Site(root)
     site.displayTracebacks = False

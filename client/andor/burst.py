@@ -6,16 +6,23 @@ joins the pieces. The server sends at most a small window of frames ahead of the
 this side holds one frame beyond what the user keeps.
 """
 
+from __future__ import annotations
+
 import collections.abc
 import json
 import socket
 import struct
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 import websocket
 
 from andor import wire
 from andor.errors import AndorError, BurstDiscarded, ServerUnreachable, error_for
+
+if TYPE_CHECKING:
+    from andor.camera import Camera
 
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x1, 0x2, 0x8, 0x9
 
@@ -29,37 +36,38 @@ class BurstFrames(collections.abc.Generator):
     replaced by a newer one) is raised as ``andor.AndorError`` after every frame captured before it.
     """
 
-    def __init__(self, camera, status):
+    def __init__(self, camera: Camera, status: dict[str, Any]) -> None:
         self.id = status["id"]
         self.frames = status["frames"]
         self.fps = status["fps"]
         self.summary = None
         self._camera = camera
-        self._ws = None
-        self._numbers = []
-        self._ticks = []
-        self._tick_frequency = None
+        self._ws: websocket.WebSocket | None = None
+        self._sock: socket.socket | None = None
+        self._numbers: list[int] = []
+        self._ticks: list[int] = []
+        self._tick_frequency: int | None = None
         self._finished = False
         self._header = bytearray(14 + wire.HEADER_SIZE)
         self._window = 1  # frames the server sends ahead of acknowledgements (its "stream" message says)
         self._acknowledged = -1
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<BurstFrames of burst {self.id}: {len(self._numbers)} of {self.frames} frames read>"
 
     @property
-    def frame_numbers(self):
+    def frame_numbers(self) -> np.ndarray:
         return np.array(self._numbers, np.int64)
 
     @property
-    def timestamps(self):
+    def timestamps(self) -> np.ndarray:
         if self._tick_frequency is None:
             return np.full(len(self._numbers), np.nan)
         return np.array(self._ticks, np.float64) / self._tick_frequency
 
     # ---- the generator protocol ----
 
-    def send(self, value):
+    def send(self, value: object) -> np.ndarray:
         if self._finished:
             raise StopIteration
         try:
@@ -70,13 +78,13 @@ class BurstFrames(collections.abc.Generator):
             self.close()
             raise
 
-    def throw(self, typ=None, value=None, traceback=None):
+    def throw(self, typ: Any = None, value: Any = None, traceback: TracebackType | None = None) -> NoReturn:
         self.close()
         if value is None:
             value = typ() if isinstance(typ, type) else typ
         raise value.with_traceback(traceback) if traceback is not None else value
 
-    def close(self):
+    def close(self) -> None:
         """Stop reading. The server keeps the frames not yet acknowledged for the next reader."""
         self._finished = True
         if self._ws is not None:
@@ -90,7 +98,7 @@ class BurstFrames(collections.abc.Generator):
 
     # ---- the stream ----
 
-    def _connect(self):
+    def _connect(self) -> None:
         cam = self._camera
         url = f"ws://{cam.host}:{cam.port}/stream/burst?id={self.id}"
         timeout = cam.timeout + (2.0 / self.fps if self.fps else 0.0)  # frames may be that far apart
@@ -101,7 +109,7 @@ class BurstFrames(collections.abc.Generator):
             raise ServerUnreachable(f"cannot open the burst stream {url}: {e}") from None
         self._sock = self._ws.sock
 
-    def _read_frame(self):
+    def _read_frame(self) -> np.ndarray:
         """Read messages until a frame arrives: returns it, or raises StopIteration or the server's error."""
         while True:
             opcode, length = self._read_frame_header()
@@ -110,14 +118,14 @@ class BurstFrames(collections.abc.Generator):
             payload = self._read_bytes(length)
             if opcode == OP_TEXT:
                 self._handle_text(payload)
-            elif opcode == OP_PING:
+            elif opcode == OP_PING and self._ws is not None:
                 self._ws.pong(payload)
             elif opcode == OP_CLOSE:
                 code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
                 raise ServerUnreachable(f"the server closed the burst stream ({code}: "
                                         f"{payload[2:].decode('utf-8', 'replace')})")
 
-    def _read_frame_header(self):
+    def _read_frame_header(self) -> tuple[int, int]:
         head = memoryview(self._header)
         self._read_into(head[:2])
         first, second = head[0], head[1]
@@ -133,7 +141,7 @@ class BurstFrames(collections.abc.Generator):
             length = struct.unpack_from("!Q", head, 2)[0]
         return first & 0x0F, length
 
-    def _read_image(self, length):
+    def _read_image(self, length: int) -> np.ndarray:
         if length < wire.HEADER_SIZE:
             raise wire.WireError(f"a {length}-byte binary message is too short for a frame")
         header = memoryview(self._header)[14:]
@@ -142,14 +150,14 @@ class BurstFrames(collections.abc.Generator):
         if fields["header_size"] > wire.HEADER_SIZE:
             self._read_bytes(fields["header_size"] - wire.HEADER_SIZE)  # fields of a later version
         image = np.empty((fields["height"], fields["width"]), fields["dtype"])
-        self._read_into(memoryview(image).cast("B"))
+        self._read_into(image.data.cast("B"))
         number = fields["frame_number"]
         expected = self._numbers[-1] + 1 if self._numbers else number
         if fields["burst_id"] != self.id or number != expected:
             raise AndorError(f"expected frame {expected} of burst {self.id}, got frame {number} of burst "
                              f"{fields['burst_id']}")
         # acknowledging every frame would cost the server more than the frame; half the window is enough
-        if number - self._acknowledged >= max(1, self._window // 2) or number == self.frames - 1:
+        if (number - self._acknowledged >= max(1, self._window // 2) or number == self.frames - 1) and self._ws:
             self._ws.send(json.dumps({"ack": number}))
             self._acknowledged = number
         self._numbers.append(number)
@@ -158,7 +166,7 @@ class BurstFrames(collections.abc.Generator):
             self._tick_frequency = fields["tick_frequency"]
         return image.astype(image.dtype.newbyteorder("="), copy=False)
 
-    def _handle_text(self, payload):
+    def _handle_text(self, payload: bytes) -> None:
         message = json.loads(payload)
         if message.get("type") == "stream":
             self._window = message["window"]
@@ -171,12 +179,14 @@ class BurstFrames(collections.abc.Generator):
                 raise BurstDiscarded(message.get("message"), code=message["error"], details=details)
             raise error_for(500, message)
 
-    def _read_bytes(self, length):
+    def _read_bytes(self, length: int) -> bytes:
         data = bytearray(length)
         self._read_into(memoryview(data))
         return bytes(data)
 
-    def _read_into(self, view):
+    def _read_into(self, view: memoryview) -> None:
+        if self._sock is None:
+            raise ServerUnreachable(f"the stream of burst {self.id} is closed")
         while len(view):
             try:
                 n = self._sock.recv_into(view)

@@ -3,10 +3,15 @@
 Method names follow the client this server replaces, so existing lab scripts keep working.
 """
 
+from __future__ import annotations
+
 import http.client
 import json
 import re
 import urllib.parse
+from collections.abc import Callable
+from email.message import Message
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +22,7 @@ _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(s|ms|us|µs|n
 _SECONDS_PER = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "min": 60.0}
 
 
-def parse_seconds(value):
+def parse_seconds(value: float | str) -> float:
     """Seconds from a number or a string such as "25ms", "1.5 s", "200us"."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -30,7 +35,7 @@ def parse_seconds(value):
 class Camera:
     """One camera server, at ``addr`` ("host:port" or "http://host:port")."""
 
-    def __init__(self, addr, timeout=60.0):
+    def __init__(self, addr: str, timeout: float = 60.0) -> None:
         if "://" not in addr:
             addr = "http://" + addr
         url = urllib.parse.urlsplit(addr)
@@ -38,14 +43,15 @@ class Camera:
             raise ValueError(f"{addr!r} is not host:port or http://host:port")
         self.host, self.port = url.hostname, url.port or 80
         self.timeout = timeout
-        self._conn = None
+        self._conn: http.client.HTTPConnection | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Camera('{self.host}:{self.port}')"
 
     # ---- HTTP ----
 
-    def _request(self, method, path, value=None, query=None, into=None):
+    def _request(self, method: str, path: str, value: object = None, query: dict[str, str] | None = None,
+                 into: Callable[[int], bytearray] | None = None) -> tuple[Message, bytes | bytearray]:
         """One request; returns (headers, body). Raises AndorError for error statuses.
 
         With ``into(length)`` returning a writable buffer, a successful body is read into that buffer.
@@ -53,6 +59,7 @@ class Camera:
         url = "/api/" + path + ("?" + urllib.parse.urlencode(query) if query else "")
         body = None if value is None else json.dumps({"value": value}).encode()
         headers = {"Content-Type": "application/json"} if body is not None else {}
+        data: bytes | bytearray = b""
         for attempt in (1, 2):  # a kept-alive connection the server closed is retried once
             if self._conn is None:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
@@ -72,7 +79,7 @@ class Camera:
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
                 self.close()
                 if attempt == 2:
-                    raise ServerUnreachable(f"the server at {self.host}:{self.port} dropped the connection: {e}")
+                    raise ServerUnreachable(f"the server at {self.host}:{self.port} dropped the connection: {e}") from e
             except OSError as e:
                 self.close()
                 raise ServerUnreachable(f"cannot reach the camera server at {self.host}:{self.port}: {e}") from None
@@ -84,13 +91,13 @@ class Camera:
             raise error_for(response.status, payload)
         return response.headers, data
 
-    def _get(self, path, **query):
+    def _get(self, path: str, **query: str) -> Any:
         return json.loads(self._request("GET", path, query=query or None)[1])["value"]
 
-    def _put(self, path, value):
+    def _put(self, path: str, value: object) -> Any:
         return json.loads(self._request("PUT", path, value)[1])["value"]
 
-    def close(self):
+    def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -98,19 +105,19 @@ class Camera:
     # ---- features ----
 
     @property
-    def features(self):
+    def features(self) -> dict[str, str]:
         """{name: type} of every feature the camera implements; types are float, int, bool, enum,
         string and command."""
         return self._get("features")
 
-    def get_feature(self, name):
+    def get_feature(self, name: str) -> Any:
         return self._get("features/" + urllib.parse.quote(name))
 
-    def set_feature(self, name, value):
+    def set_feature(self, name: str, value: object) -> Any:
         """Set a feature; returns the value the camera now reports."""
         return self._put("features/" + urllib.parse.quote(name), value)
 
-    def get_feature_info(self, name):
+    def get_feature_info(self, name: str) -> dict[str, Any]:
         """{"type", "value", and "min"/"max" for numbers or "options"/"available_options" for enums}."""
         info = self._get(f"features/{urllib.parse.quote(name)}/info")
         info.pop("name", None)
@@ -118,42 +125,42 @@ class Camera:
 
     # ---- the common settings ----
 
-    def exposure_time(self, t=None):
+    def exposure_time(self, t: float | str | None = None) -> float:
         """The exposure time in seconds; with ``t`` (seconds, or a string like "25ms") set it first."""
         if t is None:
             return self._get("exposure_time")
         return self._put("exposure_time", parse_seconds(t))
 
-    def aoi(self, dict_=None):
+    def aoi(self, dict_: dict[str, int] | None = None) -> dict[str, int]:
         """The area of interest in sensor pixels, {"left", "top", "width", "height"}, left/top from 1.
         With ``dict_``, change the keys it has; the others stay."""
         if dict_ is None:
             return self._get("aoi")
         return self._put("aoi", dict(dict_))
 
-    def binning(self, fctr=None):
+    def binning(self, fctr: int | str | None = None) -> int | str:
         """The binning factor (2 for 2x2); with ``fctr`` set it, keeping the AOI's region of the sensor."""
         value = self._get("binning") if fctr is None else self._put("binning", fctr)
         h, _, v = value.partition("x")
         return int(h) if h == v else value
 
-    def fan(self, on=None):
+    def fan(self, on: bool | str | None = None) -> bool:
         """Whether the fan runs; with ``on`` (True, False, or a speed such as "Low") set it."""
         value = self._get("fan") if on is None else self._put("fan", on)
         return value["on"]
 
-    def sensor_cooling(self, on=None):
+    def sensor_cooling(self, on: bool | None = None) -> bool:
         """Whether sensor cooling is on; with ``on`` switch it."""
         if on is None:
             return self._get("sensor_cooling")
         return self._put("sensor_cooling", bool(on))
 
     @property
-    def temperature(self):
+    def temperature(self) -> float:
         """The sensor temperature in degrees Celsius."""
         return self._get("temperature")
 
-    def temperature_setpt(self, valueS=None):
+    def temperature_setpt(self, valueS: float | str | None = None) -> str:
         """The cooling setpoint, one of ``temperature_setpt_options`` (such as "-30.00"); numbers are
         accepted and formatted as the camera names them."""
         if valueS is None:
@@ -163,24 +170,24 @@ class Camera:
         return self._put("temperature_setpoint", valueS)
 
     @property
-    def temperature_setpt_options(self):
+    def temperature_setpt_options(self) -> list[str]:
         return self._get("temperature_setpoint/options")
 
     @property
-    def cooling_status(self):
+    def cooling_status(self) -> str:
         """The camera's TemperatureStatus: "Cooler Off", "Cooling", "Stabilised", ..."""
         return self._get("cooling_status")
 
     # ---- images ----
 
-    def snap(self, exposure_time=None):
+    def snap(self, exposure_time: float | str | None = None) -> np.ndarray:
         """Expose one frame and return it as a 2-D numpy array (uint16; uint32 for Mono32)."""
         headers, data = self._request("GET", "snap", query=_snap_query("raw", exposure_time), into=bytearray)
         shape = tuple(int(n) for n in headers["X-Andor-Shape"].split(","))
         image = np.frombuffer(data, dtype=np.dtype(headers["X-Andor-Dtype"])).reshape(shape)  # writable: a bytearray
         return image.astype(image.dtype.newbyteorder("="), copy=False)
 
-    def snap_file(self, path, exposure_time=None):
+    def snap_file(self, path: str, exposure_time: float | str | None = None) -> str:
         """Snap one frame into a TIFF or FITS file, chosen by the extension of ``path``."""
         fmt = {"tif": "tiff", "tiff": "tiff", "fits": "fits", "fit": "fits"}.get(str(path).rsplit(".", 1)[-1].lower())
         if fmt is None:
@@ -192,7 +199,7 @@ class Camera:
 
     # ---- bursts ----
 
-    def burst(self, frames, fps, serverSpool=0):
+    def burst(self, frames: int, fps: float, serverSpool: int = 0) -> BurstFrames:
         """Take a burst of images, returned as a generator of 2-D arrays.
 
         The server starts capturing as soon as it gets the request, before this returns, whether or
@@ -222,17 +229,17 @@ class Camera:
                                                             "spool": serverSpool})[1])["value"]
         return BurstFrames(self, status)
 
-    def burst_status(self):
+    def burst_status(self) -> dict[str, Any]:
         """The newest burst's status: state, captured, sent, acknowledged, spool occupancy, ..."""
         return self._get("burst")
 
-    def resume_burst(self):
+    def resume_burst(self) -> BurstFrames:
         """A new generator for the newest burst, starting at its first frame not yet acknowledged
         (after a reader broke off or lost its connection)."""
         return BurstFrames(self, self._get("burst"))
 
 
-def _snap_query(fmt, exposure_time):
+def _snap_query(fmt: str, exposure_time: float | str | None) -> dict[str, str]:
     query = {"format": fmt}
     if exposure_time is not None:
         query["exposure_time"] = repr(parse_seconds(exposure_time))

@@ -1,11 +1,16 @@
 """Errors the server reports, re-raised in the client with the server's own message."""
 
+from __future__ import annotations
+
+from typing import Any
+
 
 class AndorError(Exception):
     """The server refused or failed a request. ``status`` is the HTTP status (None if the server
     could not be reached), ``code`` the server's short error name, ``details`` the rest of its answer."""
 
-    def __init__(self, message, status=None, code=None, details=None):
+    def __init__(self, message: str, status: int | None = None, code: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -33,11 +38,11 @@ class ServerUnreachable(AndorError):
     """No answer from the server at all."""
 
 
-def error_for(status, body):
+def error_for(status: int, body: object) -> AndorError:
     """The exception for an error response with JSON ``body``."""
     if not isinstance(body, dict):
         body = {"message": str(body)}
-    message = body.get("message") or f"HTTP {status}"
+    message = str(body.get("message") or f"HTTP {status}")
     code = body.get("error")
     details = {k: v for k, v in body.items() if k not in ("message", "error")}
     cls = CameraBusy if status == 409 else BadRequest if status < 500 else CameraFailure

@@ -1,6 +1,11 @@
-"""The frame message header of docs/streaming.md, read by the client (the server writes it)."""
+"""The frame message of docs/streaming.md, read by the client. The server writes it
+(``andor_twisted/protocol/frames.py``); both are held to the byte vectors of docs/frame-vectors.json,
+and this package never imports the server's."""
+
+from __future__ import annotations
 
 import struct
+from typing import Any
 
 import numpy as np
 
@@ -8,14 +13,14 @@ MAGIC = b"ANDF"
 HEADER = struct.Struct("<4sHHI2sHQQQII")
 HEADER_SIZE = HEADER.size  # 48
 HAS_TIMESTAMP = 1
-DTYPES = {"u2": np.dtype("<u2"), "u4": np.dtype("<u4")}
+DTYPES: dict[str, np.dtype[Any]] = {"u2": np.dtype("<u2"), "u4": np.dtype("<u4")}
 
 
 class WireError(ValueError):
     """Bytes that are not a valid frame message."""
 
 
-def parse_header(header, message_length):
+def parse_header(header: bytes | bytearray | memoryview, message_length: int) -> dict[str, Any]:
     """The fields of a frame message whose first 48 bytes are ``header`` and whose whole length is
     ``message_length``; ``fields['header_size']`` is where its pixels start."""
     magic, version, header_size, burst_id, code, flags, number, ticks, frequency, height, width = \
@@ -32,3 +37,13 @@ def parse_header(header, message_length):
     return {"burst_id": burst_id, "frame_number": number, "height": height, "width": width, "dtype": dtype,
             "ticks": ticks if timed else None, "tick_frequency": frequency if timed else None,
             "header_size": header_size}
+
+
+def parse(message: bytes | bytearray | memoryview) -> tuple[dict[str, Any], np.ndarray]:
+    """(fields, 2-D image view) of one whole frame message (a WebSocket payload)."""
+    if len(message) < HEADER_SIZE:
+        raise WireError(f"a frame message is at least {HEADER_SIZE} bytes, this one is {len(message)}")
+    fields = parse_header(message, len(message))
+    count = fields["height"] * fields["width"]
+    image = np.frombuffer(message, fields["dtype"], count, fields["header_size"])
+    return fields, image.reshape(fields["height"], fields["width"])

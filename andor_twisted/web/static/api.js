@@ -1,5 +1,5 @@
-// The JSON control API (/api) and the page's error area. Every failed request ends up in #error
-// with the server's own message; nothing is dropped silently.
+// The JSON control API (/api), snap downloads, and the page's error area. Every failed request ends up in
+// #error with the server's own message; nothing is dropped silently.
 
 export class ApiError extends Error {
   constructor(message, status, body) {

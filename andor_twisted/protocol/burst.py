@@ -1,0 +1,149 @@
+"""A burst's lifecycle as plain values: its states, the moves allowed between them, the timing of its
+frames and the status it reports. The acquisition layer feeds it events; nothing here waits or sends.
+
+The states and the events that move a burst between them::
+
+    ARMING ──armed──> CAPTURING ──last frame off the camera──> CAPTURED ──last frame acknowledged──> DONE
+      │                   │                                        │                                │
+      └─camera refused────┴─camera failed──> FAILED                │                                │
+      │                   │                     │                  │                                │
+      └───────────────────┴─────────────────────┴──── discarded ───┴────────────────────────────────┴──> DISCARDED
+
+A burst is discarded by a newer burst, by ``DELETE /api/burst``, by its idle timeout or when the server
+stops. While it holds the camera (ARMING, CAPTURING) settings and snaps are refused; its frames can be
+read until it is DONE or DISCARDED (a FAILED burst keeps the frames captured before the failure).
+
+Adding a state is one line in ``BurstState`` (its name, label and two flags) and its entries in
+``TRANSITIONS``; ``tests/test_protocol.py`` checks that every state is reachable and has an entry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+LATE: Final = 1.5  # a frame exposed more than this many frame periods after the previous one waited for room
+
+
+class BurstState(enum.Enum):
+    """Where a burst is in its lifecycle; ``value`` is the label the status reports."""
+
+    holds_camera: bool  # the camera is busy with the burst: settings and snaps are refused
+    readable: bool  # the burst keeps frames for a reader (so the idle timeout applies to it)
+
+    def __new__(cls, label: str, holds_camera: bool, readable: bool) -> BurstState:
+        state = object.__new__(cls)
+        state._value_ = label
+        state.holds_camera = holds_camera
+        state.readable = readable
+        return state
+
+    #           label        holds_camera readable
+    ARMING = ("arming", True, True)
+    CAPTURING = ("capturing", True, True)
+    CAPTURED = ("captured", False, True)
+    DONE = ("done", False, False)
+    FAILED = ("failed", False, True)
+    DISCARDED = ("discarded", False, False)
+
+
+_S = BurstState
+TRANSITIONS: Final[Mapping[BurstState, frozenset[BurstState]]] = {
+    _S.ARMING: frozenset({_S.CAPTURING, _S.FAILED, _S.DISCARDED}),
+    _S.CAPTURING: frozenset({_S.CAPTURED, _S.FAILED, _S.DISCARDED}),
+    _S.CAPTURED: frozenset({_S.DONE, _S.DISCARDED}),
+    _S.DONE: frozenset({_S.DISCARDED}),
+    _S.FAILED: frozenset({_S.DISCARDED}),
+    _S.DISCARDED: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A move the state diagram does not have: a bug in whoever asked for it."""
+
+    def __init__(self, old: BurstState, new: BurstState) -> None:
+        super().__init__(f"a burst cannot go from {old.value} to {new.value}")
+        self.old, self.new = old, new
+
+
+class Lifecycle:
+    """One burst's state, moved only along ``TRANSITIONS``."""
+
+    def __init__(self, state: BurstState = BurstState.ARMING) -> None:
+        self._state = state
+
+    @property
+    def state(self) -> BurstState:
+        return self._state
+
+    def can(self, new: BurstState) -> bool:
+        return new in TRANSITIONS[self._state]
+
+    def to(self, new: BurstState) -> None:
+        if new not in TRANSITIONS[self._state]:
+            raise IllegalTransition(self._state, new)
+        self._state = new
+
+
+class FrameTiming:
+    """What a burst's camera timestamps say: frames exposed late (the camera waited for room in its
+    memory) and the frame rate achieved. Without timestamps it says nothing."""
+
+    def __init__(self, tick_frequency: int | None = None, frame_rate: float | None = None) -> None:
+        self.tick_frequency = tick_frequency or None
+        self.period_ticks = self.tick_frequency / frame_rate if self.tick_frequency and frame_rate else None
+        self.first_ticks: int | None = None
+        self.last_ticks: int | None = None
+        self.waited_frames = 0
+
+    def exposed(self, ticks: int | None) -> None:
+        """The next frame of the burst was exposed at ``ticks`` (None: it carries no timestamp)."""
+        if ticks is None:
+            return
+        if self.first_ticks is None:
+            self.first_ticks = ticks
+        elif (self.period_ticks and self.last_ticks is not None
+              and ticks - self.last_ticks > LATE * self.period_ticks):
+            self.waited_frames += 1
+        self.last_ticks = ticks
+
+    def fps_achieved(self, frames: int) -> float | None:
+        """Frames per second from the first of ``frames`` frames to the last, on the camera's clock."""
+        first, last = self.first_ticks, self.last_ticks
+        if first is None or last is None or last <= first or not self.tick_frequency:
+            return None
+        return (frames - 1) * self.tick_frequency / (last - first)
+
+
+@dataclass(frozen=True)
+class BurstStatus:
+    """A snapshot of one burst, as ``GET /api/burst`` and the stream's end message report it."""
+
+    id: int
+    state: BurstState
+    frames: int
+    fps_requested: float | None
+    fps: float | None  # as the camera set it, once armed
+    spool_capacity: int
+    captured: int
+    sent: int
+    acknowledged: int
+    spool_frames: int
+    spool_bytes: int
+    high_water_frames: int
+    high_water_bytes: int
+    waited_frames: int
+    took_s: float | None
+    fps_achieved: float | None
+    readers: int
+    error: str | None  # the error's code
+    message: str | None  # and its message
+
+    def to_json(self) -> dict[str, object]:
+        """The status as a JSON object, the state as its label (docs/streaming.md)."""
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        values["state"] = self.state.value
+        return values

@@ -1,0 +1,105 @@
+"""Burst frames from a spool to a connection, within the reader's acknowledgement window.
+
+Beneath the window the transport gets frames only once it has sent what it had (``FrameSender`` is a
+pull producer), so a slow reader slows only the spool's drain. Frames already spooled go out together,
+up to BATCH_BYTES, since a write and a reactor pass per frame cost more than a small frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IPullProducer
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from andor_twisted import gather
+from andor_twisted.acquisition.frames import BurstFrame
+from andor_twisted.acquisition.spool import Spool
+from andor_twisted.protocol.window import AckWindow
+from andor_twisted.stream.framing import burst_parts
+
+BATCH_BYTES = 4 * 1024 * 1024  # frames already spooled go to the transport together, up to this (or one frame)
+
+
+@implementer(IPullProducer)
+class FrameSender:
+    """Moves frames from ``spool`` to ``transport`` within ``window``. Each time the transport has sent
+    everything, the frames spooled by then (up to BATCH_BYTES) go out in one write.
+
+    Acknowledgements come in through ``acknowledge``: checked against the window (an acknowledgement of
+    a frame not sent raises ``AckOutOfRange``), then passed on to ``acknowledged`` (the burst's).
+    ``on_end(error)`` is called once the spool has no more frames: with None after the last frame of a
+    finished burst, or with the exception that ended it.
+    """
+
+    def __init__(self, transport: Any, spool: Spool, on_end: Callable[[BaseException | None], None],
+                 window: AckWindow, acknowledged: Callable[[int], None]) -> None:
+        self.transport = transport
+        self.write = gather.frame_writer(transport)
+        self.spool = spool
+        self.on_end = on_end
+        self.window = window
+        self.acknowledged = acknowledged
+        self._transport_ready = False
+        self._waiting: defer.Deferred[BurstFrame | None] | None = None  # spool.next() not yet fired
+        self._done = False
+
+    def start(self) -> None:
+        self.transport.registerProducer(self, False)  # a pull producer: asked for data at once
+
+    def resumeProducing(self) -> None:
+        """The transport has sent everything it had."""
+        self._transport_ready = True
+        self.pump()
+
+    def stopProducing(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._done = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    def acknowledge(self, frame_number: int) -> None:
+        """The reader has ``frame_number`` and every frame before it."""
+        self.window.acknowledge(frame_number)
+        self.acknowledged(frame_number)
+        self.pump()
+
+    def pump(self) -> None:
+        """If the transport is idle and the window has room: send the frames spooled, or wait for one."""
+        if self._done or self._waiting is not None or not self._transport_ready:
+            return
+        room = self.window.room
+        if room <= 0:
+            return
+        frames = self.spool.take(room, BATCH_BYTES)
+        if frames:
+            self._send(frames)
+            return
+        self._waiting = self.spool.next()
+        self._waiting.addCallbacks(self._next, self._failed)
+
+    def _next(self, frame: BurstFrame | None) -> None:
+        self._waiting = None
+        if frame is None:
+            self._end(None)
+        else:
+            self._send([frame])
+
+    def _send(self, frames: list[BurstFrame]) -> None:
+        self._transport_ready = False
+        self.window.sent_through(frames[-1].frame_number)
+        self.write(burst_parts(frames))
+
+    def _failed(self, failure: Failure) -> None:
+        self._waiting = None
+        if not failure.check(defer.CancelledError):
+            self._end(failure.value)
+
+    def _end(self, error: BaseException | None) -> None:
+        self._done = True
+        self.on_end(error)

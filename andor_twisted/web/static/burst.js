@@ -1,0 +1,44 @@
+// The burst panel: starting a burst, and the newest burst's progress, whoever started it (polled from
+// GET /api/burst). The page does not read burst frames; scripts do (docs/streaming.md).
+
+import { api } from "./api.js";
+import { onSubmit } from "./settings.js";
+import { $ } from "./state.js";
+
+export function bindBurstForm() {
+  onSubmit("burst-form", async () => {
+    const value = {
+      frames: Math.round(Number($("burst-frames").value)),
+      fps: Number($("burst-fps").value),
+      spool: Math.round(Number($("burst-spool").value)),
+    };
+    showBurst(await api("POST", "burst", value));
+  });
+}
+
+export async function pollBurst() {
+  try {
+    showBurst(await api("GET", "burst"));
+  } catch (e) {
+    if (e.status !== 404) throw e;
+    showBurst(null); // no burst yet
+  }
+}
+
+function showBurst(b) {
+  const bar = $("burst-bar");
+  const out = $("burst-progress");
+  if (!b) {
+    out.textContent = "no burst";
+    bar.value = 0;
+    return;
+  }
+  bar.max = Math.max(b.frames, 1);
+  bar.value = b.state === "capturing" ? b.captured : b.acknowledged;
+  const head = [`burst ${b.id}: ${b.state}, ${b.frames} frames at ${b.fps} fps`];
+  if (b.fps_achieved) head.push(`${Number(b.fps_achieved).toFixed(1)} fps achieved`);
+  if (b.waited_frames) head.push(`${b.waited_frames} late`);
+  const counts = `captured ${b.captured}/${b.frames}, sent ${b.sent}, acknowledged ${b.acknowledged}, ` +
+    `spool ${b.spool_frames}/${b.spool_capacity}`;
+  out.textContent = [head.join(", "), counts, b.message].filter(Boolean).join("\n");
+}
