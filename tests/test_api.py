@@ -11,7 +11,8 @@ from twisted.trial import unittest
 
 import andor
 from andor_twisted.acquisition.arbiter import Purpose
-from andor_twisted.camera import atcore, sim
+from andor_twisted.camera import atcore
+from andor_twisted.camera.sim.exceptions import fail
 
 from tests.helpers import LoopbackServer, sdk_with_camera_in_use
 
@@ -33,7 +34,9 @@ class APITestCase(unittest.TestCase):
         return threads.deferToThread(fn, *args)
 
     def sdk_camera(self):
-        return self.server.service.camera()._cam
+        """The simulated device behind the server's camera."""
+        service = self.server.service
+        return service.sdk.simulated.devices[service.camera().device.index]
 
 
 class ClientTests(APITestCase):
@@ -74,12 +77,12 @@ class ClientTests(APITestCase):
         """Each setter returns what the camera now has, and the camera has it."""
         c = self.cam
         self.assertEqual((yield self.client(c.exposure_time, "25ms")), 0.025)
-        self.assertEqual(self.sdk_camera().ExposureTime, 0.025)
+        self.assertEqual(self.sdk_camera().value("ExposureTime"), 0.025)
         self.assertEqual((yield self.client(c.exposure_time)), 0.025)
         self.assertEqual((yield self.client(c.aoi, {"width": 200})),
                          {"left": 1, "top": 1, "width": 200, "height": 128})
         self.assertFalse((yield self.client(c.fan, False)))
-        self.assertEqual(self.sdk_camera().FanSpeed, "Off")
+        self.assertEqual(self.sdk_camera().value("FanSpeed"), "Off")
         self.assertTrue((yield self.client(c.fan, "Low")))
         self.assertTrue((yield self.client(c.sensor_cooling, True)))
         self.assertEqual((yield self.client(c.temperature_setpt, -30)), "-30.00")
@@ -212,15 +215,15 @@ class BadInputTests(APITestCase):
         sdk_cam = self.sdk_camera()
 
         def overflow(timeout):
-            raise sim.CameraException(atcore.HARDWARE_OVERFLOW, "on-head memory overflow")
+            raise fail(atcore.HARDWARE_OVERFLOW)
 
-        object.__setattr__(sdk_cam, "wait_buffer", overflow)  # the simulator takes attributes as features
+        sdk_cam.wait = overflow
         with self.assertRaises(andor.CameraFailure) as caught:
             yield self.client(self.cam.snap)
         self.assertEqual(caught.exception.status, 500)
         self.assertEqual(caught.exception.details["sdk_error"], "AT_ERR_HARDWARE_OVERFLOW")
         self.assertIn("AT_ERR_HARDWARE_OVERFLOW", str(caught.exception))
-        object.__delattr__(sdk_cam, "wait_buffer")
+        del sdk_cam.wait
         self.assertEqual((yield self.client(self.cam.snap)).shape, (128, 256))
 
     @defer.inlineCallbacks

@@ -22,7 +22,7 @@ TICKS_PER_FRAME = 1_000_000  # the simulated clock counts 100 MHz
 
 class BurstFixture:
     def setUp(self, **overrides):
-        overrides.setdefault("onboard_memory", 3 * (64 * 64 * 2 + 64))  # three frames of on-head memory
+        overrides.setdefault("onboard_memory_bytes", 3 * (64 * 64 * 2 + 64))  # three frames of on-head memory
         self.camera, self.sdk_cam, self.clock = open_clock_camera(**overrides)
         result_of(self.camera.set_aoi({"width": 64, "height": 64}))
         result_of(self.camera.set("ExposureTime", 0.001))

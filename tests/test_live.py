@@ -2,6 +2,7 @@
 aside whenever the arbiter gives the camera to someone else."""
 
 import json
+import types
 
 import numpy as np
 import websocket
@@ -35,7 +36,7 @@ class FakeCamera:
     def start(self, purpose, n_buffers, frame_rate=None):
         self.acquiring = purpose
         self.starts += 1
-        return defer.succeed({"frame_rate": 10.0, "width": 2000, "height": 1000})
+        return defer.succeed(types.SimpleNamespace(frame_rate=10.0, width=2000, height=1000))
 
     def next_frames(self, layout, first, max_count, pack):
         self.waiting = (defer.Deferred(), pack)

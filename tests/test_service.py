@@ -4,6 +4,7 @@ from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from andor_twisted import tap
+from andor_twisted.camera.devices import Choice
 from andor_twisted.camera.errors import CameraNotReady
 from andor_twisted.service import CameraService
 
@@ -13,7 +14,14 @@ from tests.helpers import SIM_OPTIONS, sdk_with_camera_in_use
 
 class ServiceTests(unittest.TestCase):
     def service(self, sdk=None, on_open_failure=None):
-        return CameraService(sdk or tap.simulated_sdk(SIM_OPTIONS), 0, reactor, "simulated neo", on_open_failure)
+        service = CameraService(sdk or tap.simulated_sdk(SIM_OPTIONS), Choice(), reactor, "simulated neo",
+                                on_open_failure)
+        self.addCleanup(lambda: service.running and service.stopService())  # never leave the SDK thread behind
+        return service
+
+    def device(self, service):
+        """The simulated device the service's camera is."""
+        return service.sdk.simulated.devices[service.camera().device.index]
 
     @defer.inlineCallbacks
     def test_start_opens_stop_closes(self):
@@ -22,7 +30,7 @@ class ServiceTests(unittest.TestCase):
         self.assertRaises(CameraNotReady, service.camera)
         service.startService()
         yield service.opened
-        sdk_cam = service.camera()._cam
+        sdk_cam = self.device(service)
         self.assertTrue(sdk_cam.is_open)
         yield service.stopService()
         self.assertFalse(sdk_cam.is_open)
@@ -40,7 +48,7 @@ class ServiceTests(unittest.TestCase):
         camera = service.camera()
         yield camera.set("ExposureTime", 20.0)
         snap = camera.snap()
-        sdk_cam = camera._cam
+        sdk_cam = self.device(service)
         yield service.stopService()
         self.assertFalse(sdk_cam.is_open)
         self.assertFalse(sdk_cam._timeline)

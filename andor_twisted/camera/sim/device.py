@@ -98,6 +98,10 @@ class SimDevice:
         self._software: Software | None = None
         self.features = self._define_features()
 
+    def value(self, name: str) -> Any:
+        """A feature's value as the camera holds it (for tests: no SDK call)."""
+        return self.features[name].get()
+
     # ---- features ----
 
     def _define_features(self) -> dict[str, Feature]:
@@ -105,7 +109,7 @@ class SimDevice:
         v = lambda name: (lambda: self._v[name])  # noqa: E731
         put = lambda name: (lambda value: self._v.__setitem__(name, value))  # noqa: E731
         const = lambda value: (lambda: value)  # noqa: E731
-        idle = lambda: self._timeline is None  # noqa: E731
+        idle = lambda: not self.acquiring()  # noqa: E731
         internal = lambda: idle() and self._v["TriggerMode"] in ("Internal", "External Start")  # noqa: E731
         F = Feature
         f: dict[str, Feature] = {
@@ -151,10 +155,9 @@ class SimDevice:
             "FanSpeed": F("enum", v("FanSpeed"), lambda s: self._thermal_change("FanSpeed", s),
                           options=m.fan_speeds),
             "SensorTemperature": F("float", self._temperature),
-            "CameraAcquiring": F("bool", lambda: int(self._timeline is not None and not self._aborted())),
+            "CameraAcquiring": F("bool", lambda: int(self.acquiring())),
             "AcquisitionStart": F("command", set=lambda _: self._acquisition_start(), writable=idle),
-            "AcquisitionStop": F("command", set=lambda _: self._acquisition_stop(),
-                                 writable=lambda: self._timeline is not None),
+            "AcquisitionStop": F("command", set=lambda _: self._acquisition_stop(), writable=self.acquiring),
             "CameraModel": F("string", const(m.name)),
             "SerialNumber": F("string", const(self.serial)),
         }
@@ -185,7 +188,7 @@ class SimDevice:
             f["TemperatureStatus"] = F("enum", self._temperature_status, options=TEMPERATURE_STATUSES)
         if "Software" in m.trigger_modes:
             f["SoftwareTrigger"] = F("command", set=lambda _: self._software_trigger(),
-                                     writable=lambda: self._software is not None and self._timeline is not None)
+                                     writable=lambda: self._software is not None and self.acquiring())
         if m.metadata:
             f["MetadataEnable"] = F("bool", v("MetadataEnable"), put("MetadataEnable"), writable=idle)
             f["MetadataTimestamp"] = F("bool", v("MetadataTimestamp"), put("MetadataTimestamp"), writable=idle)
@@ -346,6 +349,10 @@ class SimDevice:
             for callback in list(self._callbacks.get(event, ())):
                 callback(event)
 
+    def acquiring(self) -> bool:
+        """An acquisition runs: started, not stopped, and not ended by the camera itself."""
+        return self._timeline is not None and not self._aborted()
+
     def _aborted(self) -> bool:
         """An acquisition the camera itself ended because its memory overflowed (abort or hang)."""
         timeline = self._timeline
@@ -353,7 +360,6 @@ class SimDevice:
                 and timeline.fault[1] <= self.time.now())
 
     def _check_fault(self, timeline: Timeline, now: float) -> None:
-        timeline.exposed_by(now)
         if timeline.fault is None or timeline.fault[1] > now:
             return
         if self.model.when_full == "error":
@@ -425,12 +431,14 @@ class SimDevice:
             self._timeline.buffer_queued(self.time.now())
 
     def flush(self) -> None:
-        """Drop every queued buffer, filled or not. Like the real cameras, only after AcquisitionStop."""
-        if self._timeline is not None:
+        """Drop every queued buffer, filled or not. Like the real cameras, only after AcquisitionStop (or
+        after the camera ended the acquisition itself)."""
+        if self.acquiring():
             raise fail(atcore.NOTWRITABLE)
+        if self._timeline is not None:  # ended by the camera itself
+            self._stopped, self._timeline = self._timeline, None
         self._queue.clear()
         self._painted.clear()
-        self._stopped = None
 
     def wait(self, timeout_ms: int) -> tuple[int, int]:
         """The next filled buffer as (address, size), waiting up to ``timeout_ms``."""
@@ -446,6 +454,7 @@ class SimDevice:
             timeline = self._timeline or self._stopped
             ready = None
             if timeline is not None:
+                timeline.exposed_by(now)  # finds an overflow that happened by now, before any delivery
                 ready = timeline.delivery_time(self._returned, now)
                 if ready is not None and ready <= now:
                     if self._returned == m.fault_after_frames:

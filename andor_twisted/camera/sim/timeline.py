@@ -38,6 +38,8 @@ class History(list):  # type: ignore[type-arg]
         return self.base + super().__len__()
 
     def __getitem__(self, k):  # type: ignore[no-untyped-def]
+        if 0 <= k < self.base:
+            raise IndexError(f"frame {k}'s time was forgotten (kept from frame {self.base})")
         return super().__getitem__(k if k < 0 else k - self.base)
 
     def forget_before(self, k: int) -> None:
@@ -81,7 +83,7 @@ class Timeline:
         self.period = period
         self.exposure = exposure
         self.readout = readout
-        self.when_full = when_full if memory_bytes > 0 else ("throttle" if when_full == "throttle" else when_full)
+        self.when_full = when_full
         self.capacity = OVERFLOW_SLOTS if memory_bytes <= 0 else max(1, memory_bytes // frame_bytes)
         self.transfer = frame_bytes / link_rate if link_rate else 0.0
         self.frame_limit = frame_limit
