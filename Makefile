@@ -1,7 +1,7 @@
 # Single entry points. Each bootstraps its own virtual environment in .venv on first use.
 #   make run    start the server with the simulated Neo camera on http://127.0.0.1:8000
 #   make test   the checkers (make lint), then the whole test suite (TESTS=tests.test_api for one module)
-#   make lint   ruff and mypy (strict on andor_twisted/protocol), as CI runs them
+#   make lint   ruff and mypy (strict on andor_twisted/protocol and camera), as CI runs them
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -19,7 +19,7 @@ test: lint
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/mypy --strict andor_twisted/protocol
+	$(BIN)/mypy --strict andor_twisted/protocol andor_twisted/camera
 
 # A regular (not editable) install, as in production: an editable one would hide a plugin
 # missing from the package. Re-run whenever a source file changes.

@@ -47,7 +47,7 @@ def parse_seconds(text: str) -> float:
 
 
 class Options(usage.Options):
-    synopsis = "[--listen ENDPOINT ...] [--camera sim|sdk3[:INDEX|:serial=SERIAL|:simcam]] [--sim-model MODEL] [options]"
+    synopsis = "[--listen ENDPOINT ...] [--camera sim|sdk3[:INDEX|:serial=SERIAL|:simcam]] [options]"
     longdesc = ("Serve one Andor SDK3 camera over HTTP. Without a camera or SDK, a simulated Neo stands in. "
                 "Sizes take plain bytes or MB, MiB, GB, GiB suffixes.")
     optParameters = [
@@ -83,7 +83,8 @@ class Options(usage.Options):
         if self["sim-model"] not in MODELS:
             raise usage.UsageError(f"--sim-model must be one of {', '.join(MODELS)}, not {self['sim-model']!r}")
         if self["sim-overflow"] not in (None, *WHEN_FULL):
-            raise usage.UsageError(f"--sim-overflow must be one of {', '.join(WHEN_FULL)}, not {self['sim-overflow']!r}")
+            raise usage.UsageError(f"--sim-overflow must be one of {', '.join(WHEN_FULL)}, "
+                                   f"not {self['sim-overflow']!r}")
         camera = self["camera"]
         kind, _, rest = camera.partition(":")
         if kind not in ("sim", "sdk3"):
@@ -91,7 +92,7 @@ class Options(usage.Options):
         try:
             self["camera-choice"] = Choice.parse(":" + rest if rest else "")
         except ValueError as e:
-            raise usage.UsageError(f"--camera {camera!r}: {e}")
+            raise usage.UsageError(f"--camera {camera!r}: {e}") from None
         if kind == "sdk3":
             try:
                 sdk3.load()

@@ -34,13 +34,13 @@ def result_of(d):
     return results[0]
 
 
-def open_clock_camera(choice=Choice(), simcam_first=False, **overrides):
+def open_clock_camera(choice=None, simcam_first=False, **overrides):
     """(driver, simulated device, clock): the driver calling the SDK inline, time on a Clock, the host
     clock synchronised."""
     clock = Clock()
     sdk = clock_sdk(clock, simcam_first, **overrides)
     time = sdk.simulated.devices[0].time
-    camera, _ = result_of(AndorCamera.open(sdk, choice, defer.maybeDeferred, clock, now_ns=time.host_ns,
+    camera, _ = result_of(AndorCamera.open(sdk, choice or Choice(), defer.maybeDeferred, clock, now_ns=time.host_ns,
                                            host_clock=lambda: SYNCHRONISED))
     return camera, camera.sdk.simulated.devices[camera.device.index], clock
 

@@ -105,7 +105,8 @@ class APITests(unittest.TestCase):
         self.assertIsInstance(e, ATException)
         self.assertTrue(issubclass(CameraException, ATCoreException))
         self.assertIs(e.err_code, ErrorCodes.AT_ERR_TIMEDOUT)
-        self.assertEqual(str(CameraException(15, "Error queuing buffer")), "Error queuing buffer - 15 (AT_ERR_INVALIDSIZE)")
+        self.assertEqual(str(CameraException(15, "Error queuing buffer")),
+                         "Error queuing buffer - 15 (AT_ERR_INVALIDSIZE)")
         self.assertEqual(str(ATCoreException(39)), "39 (Unknown Error)")
 
     def test_argument_types_as_cffi_checks_them(self):

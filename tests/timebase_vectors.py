@@ -18,7 +18,7 @@ def check_reader(test, reader):
         got = utc_ns(ticks)
         test.assertEqual(got.dtype, np.int64, v["description"])
         expected = [int(u) for u in v["utc_ns"]]
-        test.assertLessEqual(max(abs(int(g) - e) for g, e in zip(got, expected)), 1, v["description"])
+        test.assertLessEqual(max(abs(int(g) - e) for g, e in zip(got, expected, strict=True)), 1, v["description"])
         np.testing.assert_allclose(uncertainty_s(ticks), v["uncertainty_s"], rtol=1e-9, atol=0,
                                    err_msg=v["description"])
         test.assertEqual(trusted, v["utc_trusted"], v["description"])

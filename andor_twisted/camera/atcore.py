@@ -30,6 +30,7 @@ CODES = {name: code for code, name in ERROR_NAMES.items()}
 
 NOTIMPLEMENTED = 2
 READONLY = 3
+NOTREADABLE = 4
 NOTWRITABLE = 5
 OUTOFRANGE = 6
 NODATA = 11

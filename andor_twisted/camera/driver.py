@@ -453,8 +453,8 @@ class AndorCamera:
         encoding = lib.get_enumerated_string(h, "PixelEncoding")
         width, height = lib.get_int(h, "AOIWidth"), lib.get_int(h, "AOIHeight")
         rate, exposure = lib.get_float(h, "FrameRate"), lib.get_float(h, "ExposureTime")
-        timestamps = "MetadataTimestamp" in f and bool(lib.get_bool(h, "MetadataEnable")) and \
-            bool(lib.get_bool(h, "MetadataTimestamp"))
+        metadata = "MetadataEnable" in f and bool(lib.get_bool(h, "MetadataEnable"))
+        timestamps = metadata and "MetadataTimestamp" in f and bool(lib.get_bool(h, "MetadataTimestamp"))
         layout = Layout(
             size=lib.get_int(h, "ImageSizeBytes"), encoding=encoding, width=width, height=height,
             stride=lib.get_int(h, "AOIStride") if "AOIStride" in f else buffers.row_bytes(encoding, width),
@@ -462,7 +462,7 @@ class AndorCamera:
             readout=lib.get_float(h, "ReadoutTime") if "ReadoutTime" in f else None,
             tick_frequency=lib.get_int(h, "TimestampClockFrequency") if timestamps else None,
             timestamps=timestamps,
-            irig="MetadataIRIG" in f and bool(lib.get_bool(h, "MetadataEnable")) and bool(lib.get_bool(h, "MetadataIRIG")),
+            irig=metadata and "MetadataIRIG" in f and bool(lib.get_bool(h, "MetadataIRIG")),
             trigger_mode=mode, timeout_s=exposure + 1.0 / rate + FIRST_FRAME_GRACE_S,
             trigger_timeout_s=None if mode == "Internal" else (trigger_timeout or 60.0) + exposure,
             link_frame_rate=lib.get_float(h, "MaxInterfaceTransferRate") if "MaxInterfaceTransferRate" in f else None,

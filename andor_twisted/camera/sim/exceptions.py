@@ -74,7 +74,7 @@ class ATException(Exception):
         except ValueError:
             self.err_code = err_code
             self.err_str = "Unknown Error"
-        text = "{} ({})".format(int(err_code), self.err_str)
+        text = f"{int(err_code)} ({self.err_str})"
         super().__init__(f"{message} - {text}" if message else text)
 
     def _get_message(self) -> str:
