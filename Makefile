@@ -20,7 +20,7 @@ test: $(VENV)/.installed
 $(VENV)/.installed: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet ./client . tifffile astropy requests playwright
+	$(BIN)/pip install --quiet './client[record,record-readers]' . tifffile astropy requests playwright
 	rm -rf build client/build *.egg-info client/*.egg-info
 	touch $@
 

@@ -33,6 +33,20 @@ class ServerUnreachable(AndorError):
     """No answer from the server at all."""
 
 
+class RecordingError(AndorError):
+    """Writing a recording to disk failed (disk full, no permission, read-only file system, ...).
+
+    ``path`` is the recording, ``frames_written`` how many frames it holds (the file stays readable with
+    them), ``errno`` the operating system's error number and ``__cause__`` the original ``OSError``."""
+
+    def __init__(self, message, path=None, frames_written=0, errno=None):
+        super().__init__(message, code="recording_failed",
+                         details={"path": path, "frames_written": frames_written, "errno": errno})
+        self.path = path
+        self.frames_written = frames_written
+        self.errno = errno
+
+
 def error_for(status, body):
     """The exception for an error response with JSON ``body``."""
     if not isinstance(body, dict):
