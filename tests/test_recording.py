@@ -126,6 +126,21 @@ def read_tiff(path):
         return pixels, json_ledger(document), document["metadata"]
 
 
+def tiff_chain(path):
+    """The offsets of the IFDs (pages) of a little-endian BigTIFF, following its chain as any reader
+    would; every link must lead inside the file, and the last must be 0."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:4] == b"II+\x00", data[:4]
+    pages, at = [], int.from_bytes(data[8:16], "little")
+    while at:
+        assert at + 8 <= len(data), f"page {len(pages)} at {at} is past the end ({len(data)} bytes)"
+        pages.append(at)
+        tags = int.from_bytes(data[at:at + 8], "little")
+        at = int.from_bytes(data[at + 8 + 20 * tags:at + 16 + 20 * tags], "little")
+    return pages
+
+
 def ome_root(path):
     import tifffile
 
@@ -196,6 +211,8 @@ class RecordingFixture:
         self.assertEqual(got_ledger.dtype, LEDGER_DTYPE)
         self.assertEqual(got_ledger.tolist(), np.array(ledger, LEDGER_DTYPE).tolist(), fmt)
         self.assertEqual(typed(got_metadata), typed(metadata), fmt)
+        if fmt in ("tiff", "ome-tiff"):
+            self.assertEqual(len(tiff_chain(self.path(fmt))), len(images), fmt)
 
 
 class FormatTests(RecordingFixture, unittest.TestCase):
