@@ -1,6 +1,6 @@
 """Measure how fast ``andor.recording`` saves frames as they stream, against the same frames not saved.
 
-    .venv/bin/python bench/recording.py [--rounds 3] [--megabytes 1000] [--dir DIR] [--methods none,raw,...]
+    .venv/bin/python bench/recording.py [--rounds 5] [--megabytes 1000] [--dir DIR] [--methods none,raw,...]
 
 For 2560x2160 and 512x512 Mono16 frames, made in memory (no server): each frame a new array, copied from
 one of eight random templates, as ``BurstFrames`` yields a new array per frame. Methods:
@@ -86,7 +86,7 @@ def run(method, templates, count, directory):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--megabytes", type=float, default=1000.0, help="frames written per run, MB")
     parser.add_argument("--dir", default=None, help="where to write (default: a new folder in the temp dir)")
     parser.add_argument("--methods", default=",".join(METHODS))

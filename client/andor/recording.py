@@ -310,7 +310,7 @@ class Recording:
         need = self.expected_frames * self.frame_bytes
         if need > free:
             warnings.warn(f"recording {self.path}: {self.expected_frames} frames need {need / 1e9:.2f} GB, "
-                          f"the disk has {free / 1e9:.2f} GB free", ResourceWarning, stacklevel=3)
+                          f"the disk has {free / 1e9:.2f} GB free", RuntimeWarning, stacklevel=3)
 
 
 # ---- HDF5 ----
@@ -379,8 +379,8 @@ class ZarrRecording(Recording):
 
     A chunk holds as many whole frames as fill ZARR_CHUNK_BYTES (one 2560x2160 frame, eight of 512x512):
     a file per chunk costs about 0.3 ms to create here, more than writing a 512x512 frame. Frames are
-    written into the chunk's file as they come, and when a chunk is complete ``0/.zarray`` is replaced
-    (atomically) with the array's new length, so readers see whole chunks only. ``close`` pads the last
+    written into the chunk's file as they come, and when a chunk is complete ``0/.zarray`` is rewritten
+    with the array's new length, so readers see whole chunks only. ``close`` pads the last
     chunk with zeros to its full size and sets the exact length.
     """
 
@@ -410,6 +410,7 @@ class ZarrRecording(Recording):
         if layout != {"compressor": None, "filters": None, "order": "C", "dimension_separator": "/"}:
             raise RuntimeError(f"zarr wrote an array layout this recorder does not write: {layout}")
         self._chunk = None  # (file descriptor, path) of the chunk being filled
+        self._zarray_fd = None
 
     def _set_attrs(self, metadata):
         rate = metadata.get("frame_rate_hz")
@@ -441,7 +442,7 @@ class ZarrRecording(Recording):
         fd, path = self._chunk
         self._chunk = None
         try:
-            if frames:
+            if 0 < frames < self.frames_per_chunk:  # a full chunk is its size already
                 os.ftruncate(fd, frames * self.frame_bytes)  # a frame whose write failed
                 os.ftruncate(fd, self.frames_per_chunk * self.frame_bytes)  # zeros, as a chunk is whole
         finally:
@@ -450,11 +451,16 @@ class ZarrRecording(Recording):
             _remove_quietly(path)
 
     def _set_length(self, n):
+        """Rewrite ``0/.zarray`` in place with length ``n``: one write of the same size (padded with
+        spaces, which JSON allows), so it needs no room on the disk and no write to the folder, and a
+        reader sees the old or the new text. Replacing the file instead makes ext4 flush the new one,
+        which costs more than writing a 2560x2160 frame."""
         self._zarray["shape"][0] = n
-        temporary = self._zarray_path + ".writing"
-        with open(temporary, "w") as f:
-            json.dump(self._zarray, f, indent=4)
-        os.replace(temporary, self._zarray_path)
+        text = json.dumps(self._zarray, indent=4).encode()
+        if self._zarray_fd is None:
+            self._zarray_fd = os.open(self._zarray_path, os.O_WRONLY)
+            self._zarray_size = max(os.fstat(self._zarray_fd).st_size, len(text)) + 24  # 20 more digits
+        pwrite_all(self._zarray_fd, text.ljust(self._zarray_size), 0)
 
     def _flush(self, rows):
         self._write_ledger(rows, start=self._columns["frame"].shape[0])
@@ -468,8 +474,12 @@ class ZarrRecording(Recording):
     def _finish(self, ledger, metadata):
         if self._chunk is not None:
             self._close_chunk(self.frames_written % self.frames_per_chunk)
-        all_of(lambda: self._set_length(self.frames_written), lambda: self._write_ledger(ledger, start=0),
-               lambda: self._set_attrs(metadata))
+        try:
+            all_of(lambda: self._set_length(self.frames_written), lambda: self._write_ledger(ledger, start=0),
+                   lambda: self._set_attrs(metadata))
+        finally:
+            if self._zarray_fd is not None:
+                os.close(self._zarray_fd)
 
 
 # ---- FITS ----
