@@ -26,7 +26,7 @@ lint: $(VENV)/.installed
 $(VENV)/.installed: $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet ./client ".[dev]"
+	$(BIN)/pip install --quiet './client[record,record-readers]' ".[dev]"
 	rm -rf build client/build *.egg-info client/*.egg-info
 	touch $@
 

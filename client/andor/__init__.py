@@ -2,7 +2,9 @@
 
 from andor.camera import Camera, parse_seconds
 from andor.burst import BurstFrames
-from andor.errors import AndorError, BadRequest, BurstDiscarded, CameraBusy, CameraFailure, ServerUnreachable
+from andor.errors import (AndorError, BadRequest, BurstDiscarded, CameraBusy, CameraFailure, RecordingError,
+                          ServerUnreachable)
+from andor.recording import LEDGER_DTYPE, open_recording
 
 __all__ = ["Camera", "BurstFrames", "AndorError", "BadRequest", "BurstDiscarded", "CameraBusy", "CameraFailure",
-           "ServerUnreachable", "parse_seconds"]
+           "RecordingError", "ServerUnreachable", "parse_seconds", "open_recording", "LEDGER_DTYPE"]

@@ -38,6 +38,21 @@ class ServerUnreachable(AndorError):
     """No answer from the server at all."""
 
 
+class RecordingError(AndorError):
+    """Writing a recording to disk failed (disk full, no permission, read-only file system, ...).
+
+    ``path`` is the recording, ``frames_written`` how many frames it holds (the file stays readable with
+    them), ``errno`` the operating system's error number and ``__cause__`` the original ``OSError``."""
+
+    def __init__(self, message: str, path: str | None = None, frames_written: int = 0,
+                 errno: int | None = None) -> None:
+        super().__init__(message, code="recording_failed",
+                         details={"path": path, "frames_written": frames_written, "errno": errno})
+        self.path = path
+        self.frames_written = frames_written
+        self.errno = errno
+
+
 def error_for(status: int, body: object) -> AndorError:
     """The exception for an error response with JSON ``body``."""
     if not isinstance(body, dict):
