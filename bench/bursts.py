@@ -201,7 +201,7 @@ def burst_recv(port, width, height, count, spool, server_pid):
     assert image.shape == (height, width), image.shape
     summary = frames.summary
     window.report(fps=fps, state=summary["state"], spool_capacity=summary["spool_capacity"],
-                  waited_frames=summary["waited_frames"])
+                  late_frames=summary["late_frames"])
 
 
 ROLES = {"raw-send": raw_send, "raw-recv": raw_recv, "http-serve": http_serve, "http-get": http_get,

@@ -4,14 +4,16 @@ the spool is full, and the camera then slows to the reader's pace; supersede, fa
 import types
 
 import numpy as np
+from twisted.internet import defer
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from andor import wire
 from andor_twisted.acquisition.arbiter import Arbiter, Purpose
-from andor_twisted.acquisition.burst import BurstDiscarded, Bursts, NoSuchBurst
-from andor_twisted.camera.errors import AcquisitionRunning, InvalidValue, SDKError
+from andor_twisted.acquisition.burst import BurstDiscarded, BurstRequest, Bursts, NoSuchBurst
+from andor_twisted.camera.errors import (AcquisitionRunning, CameraOverflow, CameraTimeout, InvalidValue, SDKError,
+                                         TriggerTimeout)
 from andor_twisted.protocol.burst import BurstState
 
 from tests.helpers import open_clock_camera, result_of
@@ -32,6 +34,11 @@ class BurstFixture:
         self.log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         self.addCleanup(self.bursts.stopService)
 
+    def start(self, frames, fps=None, spool=0, **request):
+        """A burst as POST /api/burst asks for it (its values checked as the API checks them)."""
+        return defer.maybeDeferred(lambda: self.bursts.start(BurstRequest.parse(
+            {"frames": frames, "fps": fps, "spool": spool, **request})))
+
     def read(self, burst, n):
         """Read and acknowledge n frames, as a reader would; returns them."""
         frames = []
@@ -46,13 +53,13 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
     def test_capture_runs_on_the_camera_clock(self):
         """With a spool for the whole burst, every frame is captured before anyone reads, one frame
         period apart; the log says how long it took."""
-        burst = self.successResultOf(self.bursts.start(20, FPS))
+        burst = self.successResultOf(self.start(20, FPS))
         self.assertEqual(burst.state, BurstState.CAPTURED)
         self.assertEqual((burst.spool.frames, burst.spool.sent), (20, 0))
         frames = self.read(burst, 20)
         ticks = [f.ticks for f in frames]
         self.assertEqual({b - a for a, b in zip(ticks[:-1], ticks[1:], strict=True)}, {TICKS_PER_FRAME})
-        self.assertEqual(burst.timing.waited_frames, 0)
+        self.assertEqual(burst.timing.late_frames, 0)
         self.assertAlmostEqual(burst.status().fps_achieved, FPS)
         self.assertEqual(burst.state, BurstState.DONE)
         messages = [e["log_format"].format(**e) for e in self.log]
@@ -64,7 +71,7 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
     def test_frames_are_stream_messages(self):
         """Each spooled frame is a frame header and pixels that are still in the camera's buffer (no
         WebSocket framing: the stream adds that)."""
-        burst = self.successResultOf(self.bursts.start(2, FPS))
+        burst = self.successResultOf(self.start(2, FPS))
         frame = self.read(burst, 1)[0]
         self.assertTrue(np.shares_memory(np.frombuffer(frame.pixels, np.uint8), frame.buffer))
         fields, image = wire.parse(frame.header + bytes(frame.pixels))
@@ -74,7 +81,7 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
     def test_camera_buffers_are_lent_until_acknowledged(self):
         """A spooled frame's pixels stay in its own camera buffer, which the camera does not get back
         until the reader acknowledges the frame; then buffers go round instead of new ones being made."""
-        burst = self.successResultOf(self.bursts.start(200, FPS, 20))
+        burst = self.successResultOf(self.start(200, FPS, 20))
         self.clock.pump([0.01] * 100)
         unread = list(burst.spool._unsent)
         self.assertEqual(len(unread), 20)
@@ -92,7 +99,7 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
     def test_full_spool_stops_taking_frames(self):
         """With a spool of 2, the capture stops taking frames; the camera fills its host buffers and
         on-head memory, then waits. Each frame the reader frees lets exactly one more be exposed, late."""
-        burst = self.successResultOf(self.bursts.start(40, FPS, 2))
+        burst = self.successResultOf(self.start(40, FPS, 2))
         self.clock.advance(5.0)
         timeline = self.sdk_cam._timeline
         held = 2 + 8 + 3  # spool, SDK buffers queued, on-head memory
@@ -106,7 +113,7 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
         frames = self.read(burst, 40 - 3)
         ticks = [f.ticks for f in frames]
         self.assertEqual([f.frame_number for f in frames], list(range(3, 40)))
-        self.assertGreater(burst.timing.waited_frames, 0)
+        self.assertGreater(burst.timing.late_frames, 0)
         late = (ticks[held - 3 + 1] - ticks[held - 3]) / TICKS_PER_FRAME
         self.assertGreater(late, 50)  # the frame after memory filled waited about a second
         self.assertEqual(burst.state, BurstState.DONE)
@@ -114,7 +121,7 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
     def test_settings_wait_for_the_capture(self):
         """Settings are refused (409) while a burst captures, and free again once its last frame is off
         the camera, even with frames still unread."""
-        burst = self.successResultOf(self.bursts.start(10, FPS, 2))
+        burst = self.successResultOf(self.start(10, FPS, 2))
         self.failureResultOf(self.camera.set("ExposureTime", 0.002), AcquisitionRunning)
         self.failureResultOf(self.camera.snap(), AcquisitionRunning)
         refused = self.failureResultOf(self.arbiter.request(Purpose.SETTING, "PUT /api/exposure_time"),
@@ -128,11 +135,11 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
 
     def test_new_burst_discards_the_previous(self):
         """A new burst stops the previous one's capture and frees its spool; its reader gets BurstDiscarded."""
-        first = self.successResultOf(self.bursts.start(30, FPS, 5))
+        first = self.successResultOf(self.start(30, FPS, 5))
         for _ in range(5):
             first.spool.next()  # in flight, not acknowledged: the spool stays full
         waiting = first.spool.next()
-        second = self.successResultOf(self.bursts.start(4, FPS))
+        second = self.successResultOf(self.start(4, FPS))
         self.assertEqual(first.state, BurstState.DISCARDED)
         self.assertEqual((first.spool.frames, first.spool.bytes), (0, 0))
         self.assertIn("replaced", str(self.failureResultOf(waiting, BurstDiscarded).value))
@@ -144,8 +151,8 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
         """Bad counts and rates are refused before anything starts; an fps the camera cannot reach is
         refused by the camera with its limits, and leaves it free."""
         for args in ((0, FPS), (1.5, FPS), (10, -1), (10, "fast"), (10, FPS, -1), (True, FPS)):
-            self.failureResultOf(self.bursts.start(*args), InvalidValue)
-        error = self.failureResultOf(self.bursts.start(10, 1e6), InvalidValue).value
+            self.failureResultOf(self.start(*args), InvalidValue)
+        error = self.failureResultOf(self.start(10, 1e6), InvalidValue).value
         self.assertIn("FrameRate", error.message)
         self.assertIn("max", error.details)
         self.assertIsNone(self.camera.acquiring)
@@ -153,14 +160,14 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
     def test_memory_limit_caps_the_spool(self):
         """--spool-memory-limit bounds the spool in frames of the burst's size."""
         self.bursts.memory_limit = 5 * (64 * 64 * 2 + wire.HEADER_SIZE)
-        burst = self.successResultOf(self.bursts.start(40, FPS))
+        burst = self.successResultOf(self.start(40, FPS))
         self.assertEqual(burst.spool.capacity, 5)
         self.assertEqual(burst.spool.frames, 5)
 
     def test_idle_timeout(self):
         """A stalled burst nobody reads is discarded after the idle timeout, freeing the camera; a burst
         with a reader is kept."""
-        burst = self.successResultOf(self.bursts.start(40, FPS, 2))
+        burst = self.successResultOf(self.start(40, FPS, 2))
         self.bursts.reader_attached(burst)
         self.clock.advance(601)
         self.assertEqual(burst.state, BurstState.CAPTURING)
@@ -174,7 +181,7 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
 
     def test_idle_timeout_after_capture(self):
         """Captured frames nobody reads are freed after the idle timeout too."""
-        burst = self.successResultOf(self.bursts.start(10, FPS))
+        burst = self.successResultOf(self.start(10, FPS))
         self.clock.advance(600.5)
         self.assertEqual(burst.state, BurstState.DISCARDED)
 
@@ -185,10 +192,121 @@ class FailingCameraTests(BurstFixture, unittest.SynchronousTestCase):
 
     def test_camera_failure_mid_burst(self):
         """A camera failure ends the capture: the frames before it are read, then the error; the camera is free."""
-        burst = self.successResultOf(self.bursts.start(20, FPS))
+        burst = self.successResultOf(self.start(20, FPS))
         self.assertEqual(burst.state, BurstState.FAILED)
         self.assertEqual([f.frame_number for f in self.read(burst, 5)], [0, 1, 2, 3, 4])
         error = self.failureResultOf(burst.spool.next(), SDKError).value
         self.assertEqual(error.sdk_error, "AT_ERR_COMM")
         self.assertIsNone(self.camera.acquiring)
         self.assertEqual(burst.status().error, "sdk_error")
+
+
+class BurstEndTests(BurstFixture, unittest.SynchronousTestCase):
+    """How a burst ends when the camera's memory fills, and what it then reports: frames delivered, late
+    (and by how much) and lost, and why."""
+
+    def fill(self, when_full):
+        """A burst of 40 with a spool of 2 on a camera holding 3 frames, unread for 5 s, then read out."""
+        self.setUp(when_full=when_full)
+        burst = self.successResultOf(self.start(40, FPS, 2))
+        self.clock.advance(5.0)
+        frames = []
+        while True:
+            d = burst.spool.next()
+            self.clock.advance(0.5)  # the capture meets the camera again once the reader frees room
+            result = []
+            d.addBoth(result.append)
+            if not result or not hasattr(result[0], "frame_number"):
+                return burst, frames, result[0] if result else None
+            burst.spool.acknowledge(result[0].frame_number)
+            frames.append(result[0])
+
+    def test_throttle(self):
+        """A camera that slows down: every frame comes, the late ones counted with how late the latest was,
+        and the ledger marks them."""
+        burst, frames, end = self.fill("throttle")
+        self.assertIsNone(end)
+        self.assertEqual(len(frames), 40)
+        status = burst.status()
+        self.assertGreater(status.late_frames, 0)
+        self.assertGreater(status.max_late_s, 4.0)  # the frame after memory filled waited about 5 s
+        self.assertEqual(status.lost_frames, 0)
+        ledger = burst.ledger()
+        self.assertEqual(sum(1 for late in ledger["late_by_s"] if late), status.late_frames)
+        self.assertFalse(any(ledger["lost"]))
+
+    def test_abort(self):
+        """A camera that overflows (BufferOverflowEvent): the frames that came, then CameraOverflow saying
+        how many came and how many are lost; the ledger lists the lost ones."""
+        burst, frames, end = self.fill("abort")
+        self.assertIsInstance(end.value, CameraOverflow)
+        status = burst.status()
+        self.assertEqual(status.state, BurstState.FAILED)
+        self.assertEqual(status.lost_frames, 40 - len(frames))
+        self.assertIn(f"{len(frames)} of 40 frames came, the other {40 - len(frames)} are lost", status.message)
+        self.assertIn("BufferOverflowEvent", status.message)
+        ledger = burst.ledger()
+        self.assertEqual(len(ledger["frame"]), 40)
+        self.assertEqual(sum(ledger["lost"]), status.lost_frames)
+        self.assertIsNone(self.camera.acquiring)
+
+    def test_hang(self):
+        """A camera that stops without a word after the spool filled: a timeout that says the camera
+        probably overflowed, and what was lost."""
+        burst, frames, end = self.fill("hang")
+        self.assertIsInstance(end.value, CameraTimeout)
+        self.assertIn("probably overflowed", end.value.message)
+        self.assertEqual(burst.status().lost_frames, 40 - len(frames))
+
+
+class TriggeredBurstTests(BurstFixture, unittest.SynchronousTestCase):
+    def test_software_triggers(self):
+        """A burst with TriggerMode Software says it waits for triggers; each trigger gives a frame. (The
+        simulated SDK runs inline here: the triggers come while the capture waits, as the clock advances.)"""
+        waiting, triggered = [], []
+        for t in (0.5, 1.0, 1.5):
+            self.clock.callLater(t - 0.1, lambda: waiting.append(self.bursts.current.status().waiting_for_trigger))
+            self.clock.callLater(t, lambda: self.camera.software_trigger().addBoth(triggered.append))
+        burst = self.successResultOf(self.start(3, trigger="Software", trigger_timeout=30))
+        self.assertEqual((waiting, triggered), ([True] * 3, [None] * 3))
+        self.assertEqual(burst.state, BurstState.CAPTURED)
+        self.assertFalse(burst.status().waiting_for_trigger)
+        self.assertEqual(burst.status().late_frames, 0)  # the triggers set the pace: nothing is late
+
+    def test_triggers_that_never_come(self):
+        """External triggers that never come: the burst ends after the time allowed, with an error saying
+        so; it never hangs the server, and the camera is free again."""
+        burst = self.successResultOf(self.start(3, trigger="External", trigger_timeout=10))
+        self.assertEqual(burst.state, BurstState.FAILED)
+        self.assertTrue(10 < self.clock.seconds() < 11, self.clock.seconds())
+        error = self.failureResultOf(burst.spool.next(), TriggerTimeout).value
+        self.assertIn("no trigger within", error.message)
+        self.assertIn("0 of 3 frames taken", error.message)
+        self.assertIsNone(self.camera.acquiring)
+
+
+class BurstReportTests(BurstFixture, unittest.SynchronousTestCase):
+    def test_plan_time_base_and_ledger(self):
+        """A burst reports its plan, its time base (both anchors once captured), the uncertainty of its
+        frames' UTC times, the camera's settings, and a ledger with every frame's UTC time."""
+        burst = self.successResultOf(self.start(20, FPS))
+        status = burst.status()
+        self.assertEqual(status.plan["regime"], "camera-paced")
+        self.assertIsNotNone(status.timebase["end"])
+        self.assertLess(status.time_uncertainty_s, 0.01)
+        self.assertEqual(status.settings["camera_model"], "DC-152Q-C00-FI")
+        self.assertEqual(status.settings["aoi_width"], 64)
+        ledger = burst.ledger()
+        utc = [int(u) for u in ledger["utc_ns"]]
+        self.assertEqual(len(utc), 20)
+        self.assertTrue(all(9_999_000 < b - a < 10_001_000 for a, b in zip(utc[:-1], utc[1:], strict=True)))
+
+    def test_dry_run(self):
+        """The plan of a burst, captured nothing: the camera stays idle; an fps beyond the camera is refused."""
+        plan = self.successResultOf(self.bursts.plan(BurstRequest.parse({"frames": 100, "fps": FPS, "spool": 10})))
+        self.assertEqual(plan.frames, 100)
+        self.assertTrue(plan.fits_on_head is False)
+        self.assertIsNone(self.camera.acquiring)
+        error = self.failureResultOf(self.bursts.plan(BurstRequest.parse({"frames": 10, "fps": 1e6})),
+                                     InvalidValue).value
+        self.assertIn("FrameRate", error.message)

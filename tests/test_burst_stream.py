@@ -10,7 +10,9 @@ import json
 import struct
 import time
 
+import h5py
 import numpy as np
+from astropy.io import fits
 import websocket
 from twisted.internet import defer, threads
 from twisted.internet.testing import EventLoggingObserver
@@ -23,7 +25,7 @@ from tests.helpers import LoopbackServer
 
 FPS = 200.0
 PERIOD = 1 / FPS
-FRAME_BYTES = 64 * 64 * 2 + 40  # Mono16 and the metadata
+FRAME_BYTES = 64 * 64 * 2 + 24  # Mono16 and the metadata (image block tail, ticks)
 SLOW = 0.02  # seconds a slow reader spends on each frame
 HELD_OFF_CAMERA = 1 + 8 + 4  # frames the camera runs ahead of the reader: spool, SDK buffers, on-head memory
 
@@ -72,7 +74,7 @@ class BurstStreamTests(StreamFixture):
         self.assertEqual(frames.frame_numbers.tolist(), list(range(30)))
         np.testing.assert_allclose(np.diff(frames.timestamps), PERIOD, atol=1e-6)
         summary = frames.summary
-        self.assertEqual((summary["frames"], summary["waited_frames"], summary["state"]), (30, 0, "done"))
+        self.assertEqual((summary["frames"], summary["late_frames"], summary["state"]), (30, 0, "done"))
         self.assertEqual((summary["fps_requested"], summary["fps"]), (FPS, FPS))
         self.assertLess(summary["took_s"], 0.5 * 30 * SLOW)
         self.assertAlmostEqual(summary["fps_achieved"], FPS, places=3)
@@ -92,7 +94,7 @@ class BurstStreamTests(StreamFixture):
         np.testing.assert_allclose(steps[:full], PERIOD, atol=1e-6)
         self.assertTrue(np.all(steps[full + 2 :] > 0.75 * SLOW), steps)  # after one frame of transition
         summary = frames.summary
-        self.assertEqual(summary["waited_frames"], np.sum(steps > 1.5 * PERIOD))
+        self.assertEqual(summary["late_frames"], np.sum(steps > 1.5 * PERIOD))
         self.assertGreater(summary["took_s"], (40 - full - 2) * SLOW * 0.9)
         self.assertEqual(summary["high_water_frames"], 1)
 
@@ -226,3 +228,78 @@ class FailingCameraTests(StreamFixture):
         status = yield self.client(self.cam.burst_status)
         self.assertEqual((status["state"], status["captured"]), ("failed", 7))
 
+
+
+class TimesLedgerAndFilesTests(StreamFixture):
+    """What the client makes of a burst beyond its pixels: UTC times, the ledger, the plan, and files."""
+
+    @defer.inlineCallbacks
+    def test_times_ledger_plan(self):
+        """Every frame has a UTC time, one frame period apart, with an uncertainty; the ledger has a row a
+        frame, none late; the plan predicted the regime."""
+        frames = yield self.burst(20, FPS)
+        yield self.client(list, frames)
+        times = frames.times
+        self.assertEqual(times.dtype, np.dtype("datetime64[ns]"))
+        np.testing.assert_allclose(np.diff(times).astype(np.int64), PERIOD * 1e9, rtol=2e-4)
+        self.assertLess(frames.time_uncertainty_s, 1.0)
+        ledger = frames.ledger
+        self.assertEqual(ledger["frame"].tolist(), list(range(20)))
+        self.assertFalse(ledger["late"].any() or ledger["lost"].any())
+        self.assertEqual(ledger["time"].tolist(), times.tolist())
+        self.assertEqual(frames.plan["regime"], "camera-paced")
+        server_ledger = (yield self.client(lambda: self.cam._get("burst", ledger="true")))["ledger"]
+        self.assertEqual([int(u) for u in server_ledger["utc_ns"]], times.astype(np.int64).tolist())
+        plan = yield self.client(lambda: self.cam.plan_burst(100_000, FPS, 10))
+        self.assertEqual(plan["regime"], "stalls")  # nobody reads: spool and on-head memory fill
+
+    @defer.inlineCallbacks
+    def test_save_while_reading(self):
+        """frames.save(path) writes the burst as it is read: HDF5 and FITS, pixels, ledger and metadata."""
+        frames = yield self.burst(12, FPS)
+        path = yield self.client(frames.save, self.mktemp() + ".h5")
+        with h5py.File(path) as f:
+            self.assertEqual(f["frames"].shape, (12, 64, 64))
+            self.assertEqual(f["ledger"]["frame"].tolist(), list(range(12)))
+            self.assertEqual(f.attrs["camera_model"], "DC-152Q-C00-FI")
+            self.assertEqual(f.attrs["aoi_width"], 64)
+        frames = yield self.burst(5, FPS)
+        path = yield self.client(frames.save, self.mktemp() + ".fits")
+        with fits.open(path) as hdus:
+            self.assertEqual(hdus[0].data.shape, (5, 64, 64))
+            self.assertEqual(hdus[0].header["TIMESYS"], "UTC")
+            self.assertTrue(hdus[0].header["DATE-OBS"].startswith("2"))
+
+    @defer.inlineCallbacks
+    def test_software_triggers(self):
+        """A burst on software triggers: a frame per cam.trigger(), from another client."""
+        frames = yield self.client(lambda: self.cam.burst(3, trigger="Software", trigger_timeout=20))
+        other = andor.Camera(self.server.address)
+        self.addCleanup(other.close)
+        reading = self.client(list, frames)
+        for _ in range(3):
+            yield self.client(other.trigger)
+        images = yield reading
+        self.assertEqual(len(images), 3)
+        self.assertFalse(frames.ledger["late"].any())
+        with self.assertRaises(andor.BadRequest):
+            yield self.client(other.trigger)  # no burst waits for one
+
+
+class OverflowingCameraTests(StreamFixture):
+    """A camera that overflows when its memory fills (BufferOverflowEvent), read slowly through a spool of
+    one frame: the reader gets every frame that came, then the error naming the overflow and the lost."""
+
+    sim = ("--sim-overflow", "abort")
+
+    @defer.inlineCallbacks
+    def test_overflow(self):
+        frames = yield self.burst(60, FPS, 1)
+        with self.assertRaises(andor.CameraFailure) as caught:
+            yield self.client(read_slowly, frames)
+        self.assertEqual(caught.exception.code, "camera_overflow")
+        self.assertIn("lost", caught.exception.message)
+        ledger = frames.ledger
+        self.assertEqual(len(ledger), 60)
+        self.assertEqual(int(ledger["lost"].sum()), 60 - len(frames.frame_numbers))
+        self.assertGreater(ledger["lost"].sum(), 0)

@@ -76,19 +76,30 @@ class BurstStateTests(unittest.SynchronousTestCase):
 
 class FrameTimingTests(unittest.SynchronousTestCase):
     def test_late_frames_and_rate(self):
-        """A frame more than 1.5 periods after the previous one waited; the rate spans first to last frame."""
+        """A frame more than 1.5 periods after the previous one was late, by the interval less a period;
+        the rate spans first to last frame; each frame's ticks are kept for the ledger."""
         timing = FrameTiming(tick_frequency=1000, frame_rate=10.0)  # 100 ticks a frame
         for ticks in (0, 100, 200, 349, 500, 700):  # 349 is 1.49 periods on, 500 is 1.51, 700 two
             timing.exposed(ticks)
-        self.assertEqual(timing.waited_frames, 2)
+        self.assertEqual(timing.late_frames, 2)
+        self.assertAlmostEqual(timing.max_late_s, 0.1)
+        self.assertEqual([timing.late_by(k, t) for k, t in enumerate(timing.ticks)], [0, 0, 0, 0, 0.051, 0.1])
         self.assertEqual(timing.fps_achieved(6), 5 * 1000 / 700)
+
+    def test_triggered_frames_are_never_late(self):
+        """In a triggered mode the triggers set the pace: long intervals are not lateness."""
+        timing = FrameTiming(tick_frequency=1000, frame_rate=10.0, paced=False)
+        for ticks in (0, 100, 900):
+            timing.exposed(ticks)
+        self.assertEqual(timing.late_frames, 0)
 
     def test_without_timestamps(self):
         """Frames without ticks, or a camera without a clock frequency, say nothing."""
         timing = FrameTiming(None, 10.0)
         for ticks in (0, 500, None):
             timing.exposed(ticks)
-        self.assertEqual((timing.waited_frames, timing.fps_achieved(3)), (0, None))
+        self.assertEqual((timing.late_frames, timing.fps_achieved(3)), (0, None))
+        self.assertEqual(list(timing.ticks), [0, 500, -1])
         self.assertIsNone(FrameTiming(1000, 10.0).fps_achieved(0))
 
 
@@ -97,13 +108,16 @@ class BurstStatusTests(unittest.SynchronousTestCase):
         """The status is a JSON object with the fields of docs/streaming.md in order, the state by its label."""
         status = BurstStatus(id=3, state=BurstState.CAPTURED, frames=10, fps_requested=50, fps=49.9,
                              spool_capacity=10, captured=10, sent=4, acknowledged=2, spool_frames=8,
-                             spool_bytes=800, high_water_frames=10, high_water_bytes=1000, waited_frames=0,
-                             took_s=0.2, fps_achieved=49.9, readers=1, error=None, message=None)
+                             spool_bytes=800, high_water_frames=10, high_water_bytes=1000, late_frames=1,
+                             max_late_s=0.02, lost_frames=0, took_s=0.2, fps_achieved=49.9, readers=1,
+                             trigger_mode="Internal", waiting_for_trigger=False, error=None, message=None)
         value = status.to_json()
         self.assertEqual(list(value), ["id", "state", "frames", "fps_requested", "fps", "spool_capacity",
                                        "captured", "sent", "acknowledged", "spool_frames", "spool_bytes",
-                                       "high_water_frames", "high_water_bytes", "waited_frames", "took_s",
-                                       "fps_achieved", "readers", "error", "message"])
+                                       "high_water_frames", "high_water_bytes", "late_frames", "max_late_s",
+                                       "lost_frames", "took_s", "fps_achieved", "readers", "trigger_mode",
+                                       "waiting_for_trigger", "error", "message", "timebase", "time_uncertainty_s",
+                                       "plan", "settings"])
         self.assertEqual(value["state"], "captured")
         self.assertEqual(json.loads(json.dumps(value)), value)
 

@@ -10,8 +10,10 @@ drains. A burst's states and the moves between them are ``protocol.burst``'s.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from twisted.application import service
 from twisted.internet import defer
@@ -22,10 +24,12 @@ from andor_twisted.acquisition.arbiter import Arbiter, Grant, Purpose
 from andor_twisted.acquisition.contracts import CameraSource, Clock, DelayedCall
 from andor_twisted.acquisition.frames import BurstFrame
 from andor_twisted.acquisition.spool import Spool
-from andor_twisted.camera.driver import AndorCamera, Frame
-from andor_twisted.camera.errors import CameraError, InvalidValue
+from andor_twisted.camera.driver import AndorCamera, Frame, Layout, irig_timebase
+from andor_twisted.camera.errors import CameraError, CameraOverflow, CameraTimeout, InvalidValue, TriggerTimeout
 from andor_twisted.protocol import frames as frame_format
+from andor_twisted.protocol import plan as planning
 from andor_twisted.protocol.burst import BurstState, BurstStatus, FrameTiming, Lifecycle
+from andor_twisted.protocol.timebase import TimeBase
 
 BURST_BUFFERS = 8  # SDK buffers queued for a burst: frames that may leave the camera while the spool is full
 REFILL = 8  # a full spool waits for room for this many frames (a quarter of a small spool) before taking more
@@ -45,8 +49,12 @@ class Burst:
     log = Logger()
 
     def __init__(self, burst_id: int, frames: int, fps: float | None, spool_frames: int, camera: AndorCamera,
-                 clock: Clock) -> None:
+                 clock: Clock, trigger_mode: str = "Internal", trigger_timeout: float | None = None,
+                 reader_bytes_per_s: float | None = None) -> None:
         self.id = burst_id
+        self.trigger_mode = trigger_mode
+        self.trigger_timeout = trigger_timeout
+        self.reader_bytes_per_s = reader_bytes_per_s  # what the plan assumes of the reader
         self.frames = frames
         self.fps_requested = fps
         self.fps = fps  # what the camera set, once armed (it may round)
@@ -65,6 +73,11 @@ class Burst:
         self.message_bytes = 0  # a frame's message (header and pixels), once armed
         self.readers = 0
         self.idle_call: DelayedCall | None = None  # the idle timeout's pending call, while nobody reads
+        self.layout: Layout | None = None  # the acquisition as the camera set it up, once armed
+        self.timebase: TimeBase | None = None  # how ticks map to UTC: from the start anchor, then both anchors
+        self.plan: planning.Plan | None = None
+        self.spool_was_full = False  # the capture once stopped taking frames off the camera
+        self._irig: list[BurstFrame] = []  # the first and the last frame stamped with IRIG-B time
 
     @property
     def state(self) -> BurstState:
@@ -76,12 +89,13 @@ class Burst:
         if self.state is BurstState.DISCARDED:  # discarded while waiting for the camera: never armed
             self._captured(None)
             return defer.succeed(self)
-        d: defer.Deferred[Any] = self.camera.start(f"burst {self.id}", min(self.frames, BURST_BUFFERS), self.fps)
+        d: defer.Deferred[Any] = self.camera.start(f"burst {self.id}", min(self.frames, BURST_BUFFERS), self.fps,
+                                                   self.trigger_mode, self.trigger_timeout)
         d.addCallback(self._started, memory_limit)
         d.addErrback(self._not_started)
         return d
 
-    def _started(self, layout: dict[str, Any], memory_limit: int) -> Burst:
+    def _started(self, layout: Layout, memory_limit: int) -> Burst:
         if self.state is BurstState.DISCARDED:  # discarded while arming
             self._capture = self.camera.stop()
             self._capture.addBoth(self._captured)
@@ -93,7 +107,12 @@ class Burst:
             self.log.warn("burst {id}: the spool holds {n} frames, not {asked}, within --spool-memory-limit",
                           id=self.id, n=self.spool.capacity, asked=self.requested_spool)
         self.fps = layout.frame_rate
-        self.timing = FrameTiming(layout.tick_frequency if layout.timestamps else None, layout.frame_rate)
+        self.layout = layout
+        self.timebase = layout.timebase
+        self.timing = FrameTiming(layout.tick_frequency if layout.timestamps else None, layout.frame_rate,
+                                  paced=layout.trigger_mode in ("Internal", "External Start"))
+        self.plan = planning.plan(self.camera.plan_camera(layout), self.frames, self.spool.capacity,
+                                  self.message_bytes, self.reader_bytes_per_s)
         self.life.to(BurstState.CAPTURING)
         self._capture = self._run(layout)
         self._capture.addBoth(self._captured)
@@ -108,17 +127,20 @@ class Burst:
         return failure
 
     @defer.inlineCallbacks
-    def _run(self, layout: dict[str, Any]) -> Generator[defer.Deferred[Any], Any, None]:
+    def _run(self, layout: Layout) -> Generator[defer.Deferred[Any], Any, None]:
         try:
             # a full spool is refilled in batches: a trip to the SDK thread for every frame acknowledged
             # would cost more than the frame
             refill = min(REFILL, max(1, self.spool.capacity // 4))
             while self.spool.captured < self.frames:
+                self.spool_was_full = self.spool_was_full or self.spool.full
                 yield self.spool.room(min(refill if self.spool.full else 1, self.frames - self.spool.captured))
                 want = min(self.spool.capacity - self.spool.frames, self.frames - self.spool.captured)
                 batch = yield self.camera.next_frames(layout, self.spool.captured, want, self._pack, lend=True)
                 for frame in batch:
                     self.timing.exposed(frame.ticks)
+                    if frame.utc_ns is not None and frame.ticks is not None:
+                        self._irig = [self._irig[0] if self._irig else frame, frame]
                     self.spool.put(frame)
             self.took_s = self.clock.seconds() - self.started_at
             self.log.info("taking {n} frames took {took:.3f}s", n=self.frames, took=self.took_s)
@@ -127,15 +149,36 @@ class Burst:
         except Exception as e:
             if self.state is not BurstState.DISCARDED:  # else discard() has dealt with the spool
                 self.took_s = self.clock.seconds() - self.started_at
-                self.error = e
+                self.error = self._account(e)
                 self.life.to(BurstState.FAILED)
-                self.log.error("burst {id} failed after {n} of {total} frames: {why}", id=self.id,
-                               n=self.spool.captured, total=self.frames, why=e)
-                self.spool.finish(e)
+                self.log.error("burst {id} failed: {why}", id=self.id, why=self.error)
+                self.spool.finish(self.error)
         try:
-            yield self.camera.stop()
+            timebase = yield self.camera.stop()
+            if self._irig and self.layout is not None and self.layout.tick_frequency:
+                first, last = self._irig
+                self.timebase = irig_timebase(first.ticks, first.utc_ns, last.ticks, last.utc_ns,
+                                              self.layout.tick_frequency)
+            elif timebase is not None:
+                self.timebase = timebase
         except Exception as e:
             self.log.error("burst {id}: stopping the acquisition failed: {why}", id=self.id, why=e)
+
+    def _account(self, error: Exception) -> Exception:
+        """The error that ended the capture, its message saying what came and what was lost, and why."""
+        captured, lost = self.spool.captured, self.frames - self.spool.captured
+        came = f"{captured} of {self.frames} frames came, the other {lost} are lost"
+        if isinstance(error, TriggerTimeout):
+            return TriggerTimeout(error.err_code, f"{error.message}: {captured} of {self.frames} frames taken")
+        if isinstance(error, CameraOverflow):
+            return CameraOverflow(error.err_code, f"{error.message}: {came}")
+        if isinstance(error, CameraTimeout) and self.spool_was_full:
+            return CameraTimeout(error.err_code, f"{error.message} after the spool had filled and the camera's "
+                                                 f"on-head memory with it: the camera probably overflowed and "
+                                                 f"stopped without saying so; {came}")
+        if isinstance(error, CameraError):
+            error.message = f"{error.message}: {came}"
+        return error
 
     def _pack(self, frame: Frame) -> BurstFrame:
         """In the SDK thread: the frame as the spool keeps it (``BurstFrame.pack``)."""
@@ -180,11 +223,44 @@ class Burst:
             spool_capacity=spool.capacity, captured=spool.captured, sent=spool.sent,
             acknowledged=spool.acknowledged, spool_frames=spool.frames, spool_bytes=spool.bytes,
             high_water_frames=spool.high_water_frames, high_water_bytes=spool.high_water_bytes,
-            waited_frames=self.timing.waited_frames, took_s=self.took_s,
-            fps_achieved=self.timing.fps_achieved(spool.captured), readers=self.readers,
+            late_frames=self.timing.late_frames, max_late_s=self.timing.max_late_s,
+            lost_frames=self.frames - spool.captured if self.state is BurstState.FAILED else 0,
+            took_s=self.took_s, fps_achieved=self.timing.fps_achieved(spool.captured), readers=self.readers,
+            trigger_mode=self.trigger_mode, waiting_for_trigger=self.waiting_for_trigger,
             error=getattr(error, "code", None) if error else None,
             message=getattr(error, "message", str(error)) if error else None,
+            timebase=None if self.timebase is None else self.timebase.to_json(),
+            time_uncertainty_s=self.time_uncertainty_s(),
+            plan=None if self.plan is None else self.plan.to_json(),
+            settings=None if self.layout is None else self.layout.settings,
         )
+
+    @property
+    def waiting_for_trigger(self) -> bool:
+        """Capturing, with room in the spool, and the next frame waits for a trigger."""
+        return (self.state is BurstState.CAPTURING and self.layout is not None and not self.spool.full
+                and self.layout.waits_for_trigger(self.spool.captured))
+
+    def time_uncertainty_s(self) -> float | None:
+        first, last = self.timing.first_ticks, self.timing.last_ticks
+        if self.timebase is None or first is None or last is None:
+            return None
+        return self.timebase.max_uncertainty_s(first, last)
+
+    def ledger(self) -> dict[str, list[Any]]:
+        """Frame by frame: number, ticks and UTC nanoseconds (decimal strings; "" where unknown), whether
+        it was late and by how much, whether it was lost. Docs/streaming.md."""
+        ticks = list(self.timing.ticks)
+        known = [t for t in ticks if t >= 0]
+        utc = iter(self.timebase.to_utc_ns(known).tolist() if self.timebase is not None and known else [])
+        lost = self.frames - len(ticks) if self.state is BurstState.FAILED else 0
+        return {
+            "frame": list(range(len(ticks) + lost)),
+            "ticks": [str(t) if t >= 0 else "" for t in ticks] + [""] * lost,
+            "utc_ns": [str(next(utc)) if t >= 0 and self.timebase is not None else "" for t in ticks] + [""] * lost,
+            "late_by_s": [self.timing.late_by(k, t if t >= 0 else None) for k, t in enumerate(ticks)] + [0.0] * lost,
+            "lost": [False] * len(ticks) + [True] * lost,
+        }
 
 
 class Bursts(service.Service):
@@ -214,19 +290,15 @@ class Bursts(service.Service):
                               newest=burst.id)
         return burst
 
-    def start(self, frames: object, fps: object, spool: object = 0) -> defer.Deferred[Burst]:
-        """Discard the previous burst and start a new one; fires with it once its capture runs. The
-        values are checked here (they come straight from a request)."""
-        return defer.maybeDeferred(self._start, frames, fps, spool)
+    def start(self, request: BurstRequest) -> defer.Deferred[Burst]:
+        """Discard the previous burst and start a new one; fires with it once its capture runs."""
+        return defer.maybeDeferred(self._start, request)
 
     @defer.inlineCallbacks
-    def _start(self, frames: object, fps: object, spool: object) -> Generator[defer.Deferred[Any], Any, Burst]:
-        frames = _check_count("frames", frames, 1)
-        spool = _check_count("spool", spool, 0)
-        if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0):
-            raise InvalidValue("wrong_type", f"fps is a frame rate above 0 (frames per second), not {fps!r}")
+    def _start(self, request: BurstRequest) -> Generator[defer.Deferred[Any], Any, Burst]:
         camera = self.camera_service.camera()
-        burst = Burst(self._next_id, frames, fps, spool, camera, self.clock)
+        burst = Burst(self._next_id, request.frames, request.fps, request.spool, camera, self.clock,
+                      request.trigger, request.trigger_timeout, request.reader_bytes_per_s)
         self._next_id += 1
         previous, self.current = self.current, burst
         if previous is not None:
@@ -241,6 +313,18 @@ class Bursts(service.Service):
         self._start_idle_timer(burst)
         burst.when_captured().addCallback(self._start_idle_timer)
         return burst
+
+    def plan(self, request: BurstRequest) -> defer.Deferred[planning.Plan]:
+        """What ``request`` would do, captured nothing: the dry run of ``POST /api/burst``."""
+        camera = self.camera_service.camera()
+
+        def predict(inputs: tuple[planning.Camera, str, int, int]) -> planning.Plan:
+            plan_camera, dtype, height, width = inputs
+            frame_message = frame_format.message_bytes(dtype, height, width)
+            spool = min(request.spool or request.frames, max(1, self.memory_limit // frame_message))
+            return planning.plan(plan_camera, request.frames, spool, frame_message, request.reader_bytes_per_s)
+
+        return camera.plan_inputs(request.fps, request.trigger).addCallback(predict)
 
     def discard(self) -> defer.Deferred[Burst]:
         """Discard the newest burst (``DELETE /api/burst``)."""
@@ -285,8 +369,52 @@ class Bursts(service.Service):
         return None
 
 
-def _check_count(name: str, value: object, least: int) -> int:
+@dataclass(frozen=True)
+class BurstRequest:
+    """What ``POST /api/burst`` asks for, checked (``parse``)."""
+
+    frames: int
+    fps: float | None = None  # None: the camera's FrameRate as it is
+    spool: int = 0  # frames; 0: the whole burst
+    trigger: str = "Internal"  # TriggerMode
+    trigger_timeout: float | None = None  # seconds to wait for each trigger (triggered modes)
+    reader_bytes_per_s: float | None = None  # what the plan may assume of the reader
+    dry_run: bool = False  # plan only: capture nothing
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("frames", "fps", "spool", "trigger", "trigger_timeout", "reader_rate",
+                                         "dry_run")
+
+    @classmethod
+    def parse(cls, value: object) -> BurstRequest:
+        if not isinstance(value, dict):
+            raise InvalidValue("wrong_type", 'a burst is {"frames": N, "fps": F, "spool": S, ...}')
+        unknown = sorted(set(value) - set(cls.FIELDS))
+        if unknown:
+            raise InvalidValue("unknown_field", f"a burst has no field {unknown[0]!r}; fields: {', '.join(cls.FIELDS)}")
+        if "frames" not in value:
+            raise InvalidValue("missing_value", "a burst needs frames (and fps, spool)")
+        trigger = value.get("trigger", "Internal")
+        if not isinstance(trigger, str):
+            raise InvalidValue("wrong_type", f"trigger is a TriggerMode such as 'Software', not {trigger!r}")
+        dry_run = value.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise InvalidValue("wrong_type", f"dry_run is true or false, not {dry_run!r}")
+        return cls(_count("frames", value["frames"], 1), _positive("fps", value.get("fps")),
+                   _count("spool", value.get("spool", 0), 0), trigger,
+                   _positive("trigger_timeout", value.get("trigger_timeout")),
+                   _positive("reader_rate", value.get("reader_rate")), dry_run)
+
+
+def _count(name: str, value: object, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise InvalidValue("wrong_type" if not isinstance(value, int) or isinstance(value, bool) else "out_of_range",
                            f"{name} is a whole number of frames, at least {least}, not {value!r}")
     return value
+
+
+def _positive(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise InvalidValue("wrong_type", f"{name} is a number above 0, not {value!r}")
+    return float(value)

@@ -28,6 +28,7 @@ class BurstFrame:
     image: np.ndarray  # the same pixels as an array
     buffer: np.ndarray | None  # the camera's buffer holding them, while lent to the spool
     nbytes: int  # header and pixels: the frame message's length
+    utc_ns: int | None = None  # the camera's IRIG-B stamp, where it has one
 
     @classmethod
     def pack(cls, burst_id: int, frame: Frame) -> BurstFrame:
@@ -36,7 +37,8 @@ class BurstFrame:
         header, image = _header_and_pixels(burst_id, frame, frame.image)
         buffer = frame.buffer if frame.buffer is not None and np.may_share_memory(image, frame.buffer) else None
         pixels = image.data.cast("B")
-        return cls(frame.frame_number, frame.ticks, header, pixels, image, buffer, len(header) + pixels.nbytes)
+        return cls(frame.frame_number, frame.ticks, header, pixels, image, buffer, len(header) + pixels.nbytes,
+                   frame.utc_ns)
 
 
 @dataclass(slots=True, eq=False)

@@ -64,6 +64,26 @@ class IRIGReader(Protocol):
 
 
 @dataclass(frozen=True)
+class CameraFacts:
+    """What SDK3 cannot tell of a model: its on-head memory, and what it does when that is full
+    (``protocol.plan.WhenFull``: "throttle", "overflow" or "unknown")."""
+
+    onhead_bytes: int | None  # None: not known
+    when_full: str
+
+
+def known_facts(model: str) -> CameraFacts:
+    """What the data sheets and the lab's notes say of a real model (../shared/ANDOR.md): the Neo has 4 GB
+    of on-head memory, but whether it slows down or overflows when that is full is not settled; a Zyla on
+    Camera Link 10-tap has none to speak of, and its frame grabber overflows. Other models: unknown."""
+    if model.startswith("DC-152"):
+        return CameraFacts(4 * 10**9, "unknown")
+    if model.startswith("ZYLA") and model.endswith("CL10"):
+        return CameraFacts(0, "overflow")
+    return CameraFacts(None, "unknown")
+
+
+@dataclass(frozen=True)
 class SDK:
     """A provider of the contract: Andor's pyAndorSDK3 (``sdk3.load``) or the simulator (``sim.sdk``)."""
 
@@ -72,3 +92,4 @@ class SDK:
     error: type[Exception]  # what ATCore raises: ATCoreException
     utility: Callable[[], IRIGReader] | None = None  # the utility library, for IRIG time stamps
     simulated: Any = None  # the simulator's install (its devices), for tests; None for Andor's SDK
+    facts: Callable[[str], CameraFacts] = known_facts  # by CameraModel

@@ -19,7 +19,7 @@ import difflib
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from andor_twisted.camera.devices import Choice, Device, open_chosen
 from andor_twisted.camera.errors import (AcquisitionRunning, CameraNotReady, CameraOverflow, CameraTimeout,
                                          InvalidValue, SDKError, TriggerTimeout, UnknownFeature)
 from andor_twisted.hostclock import host_clock_status, read_brackets
+from andor_twisted.protocol import plan as planning
 from andor_twisted.protocol.timebase import Anchor, HostClock, TimeBase, anchor_from
 
 WAIT_SLICE_MS = 200  # longest a single WaitBuffer holds the SDK thread
@@ -90,6 +91,8 @@ class Layout:
     timeout_s: float  # for one frame, in Internal mode
     trigger_timeout_s: float | None  # for one trigger, in the triggered modes
     link_frame_rate: float | None  # MaxInterfaceTransferRate, frames/s
+    timebase: TimeBase | None = None  # ticks to UTC from the start anchor alone (``stop`` gives both)
+    settings: dict[str, Any] = field(default_factory=dict)  # what the camera was set to, for metadata
 
     def waits_for_trigger(self, frame_number: int) -> bool:
         return self.trigger_mode in TRIGGERED or (self.trigger_mode == "External Start" and frame_number == 0)
@@ -122,6 +125,7 @@ class AndorCamera:
         self.overflow_events = 0  # BufferOverflowEvents since the acquisition started
         self.reports_overflow = False  # whether this camera has BufferOverflowEvent
         self.metadata_errors = 0  # frames whose metadata could not be read (delivered without a time)
+        self.arm_s = 0.0  # AcquisitionStart to the first exposure, as the last acquisition measured it
         self._closed = False
 
     @classmethod
@@ -468,6 +472,9 @@ class AndorCamera:
             link_frame_rate=lib.get_float(h, "MaxInterfaceTransferRate") if "MaxInterfaceTransferRate" in f else None,
         )
         self._start = self._anchor() if timestamps and "TimestampClock" in f else None
+        if self._start is not None and layout.tick_frequency:
+            layout = replace(layout, timebase=TimeBase(self._start[0], None, layout.tick_frequency, self._start[1]))
+        layout = replace(layout, settings=self._settings(layout))
         self.overflow_events = 0
         self._spare.clear()
         self._buffer_bytes = layout.size
@@ -480,6 +487,58 @@ class AndorCamera:
             self._flush()
             raise
         return layout
+
+    def _settings(self, layout: Layout) -> dict[str, Any]:
+        """In the SDK thread: the camera and its settings as an acquisition starts, as recordings keep
+        them. What the camera does not have is left out, never guessed."""
+        lib, h, f = self._lib, self._handle, self.features
+        hbin, vbin = self._binning_factors()
+        settings: dict[str, Any] = {
+            "camera_model": self.device.model, "serial_number": self.device.serial,
+            "exposure_time_s": layout.exposure, "frame_rate_hz": layout.frame_rate, "pixel_encoding": layout.encoding,
+            "aoi_left": lib.get_int(h, "AOILeft"), "aoi_top": lib.get_int(h, "AOITop"),
+            "aoi_width": layout.width * hbin, "aoi_height": layout.height * vbin, "binning": f"{hbin}x{vbin}",
+            "trigger_mode": layout.trigger_mode, "tick_frequency_hz": layout.tick_frequency,
+        }
+        for key, name in (("firmware", "FirmwareVersion"), ("interface", "InterfaceType"), ("bit_depth", "BitDepth"),
+                          ("sensor_temperature_c", "SensorTemperature"), ("cooling_status", "TemperatureStatus"),
+                          ("readout_rate", "PixelReadoutRate"), ("shuttering", "ElectronicShutteringMode"),
+                          ("gain", "SimplePreAmpGainControl"), ("gain", "GainMode")):
+            if name in f and lib.is_readable(h, name):
+                settings[key] = features.read(lib, h, name, f[name])
+        return {key: value for key, value in settings.items() if value is not None}
+
+    def plan_camera(self, layout: Layout) -> planning.Camera:
+        """What the burst plan needs of this camera, as an acquisition has set it up."""
+        facts = self.sdk.facts(self.device.model or "")
+        return planning.Camera(frame_bytes=layout.size, frame_rate=layout.frame_rate,
+                               link_frame_rate=layout.link_frame_rate, onhead_bytes=facts.onhead_bytes,
+                               when_full=facts.when_full,  # type: ignore[arg-type]
+                               arm_s=self.arm_s, exposure_s=layout.exposure, readout_s=layout.readout or 0.0)
+
+    def plan_inputs(self, frame_rate: float | None, trigger_mode: str) -> defer.Deferred:
+        """The plan's view of the camera as it is now, at ``frame_rate`` (checked against its limits):
+        fires with (plan.Camera, pixel dtype code, height, width)."""
+        return defer.maybeDeferred(lambda: self._call(self._plan_inputs, frame_rate, trigger_mode))
+
+    def _plan_inputs(self, frame_rate: float | None, trigger_mode: str) -> tuple[planning.Camera, str, int, int]:
+        lib, h, f = self._lib, self._handle, self.features
+        if frame_rate is None:
+            frame_rate = lib.get_float(h, "FrameRate")
+        else:
+            low, high = lib.get_float_min(h, "FrameRate"), lib.get_float_max(h, "FrameRate")
+            if not low <= frame_rate <= high:
+                raise InvalidValue("out_of_range", f"FrameRate = {frame_rate} is out of range [{low}, {high}]",
+                                   feature="FrameRate", min=low, max=high)
+        encoding = lib.get_enumerated_string(h, "PixelEncoding")
+        layout = Layout(
+            size=lib.get_int(h, "ImageSizeBytes"), encoding=encoding, width=lib.get_int(h, "AOIWidth"),
+            height=lib.get_int(h, "AOIHeight"), stride=0, frame_rate=frame_rate,
+            exposure=lib.get_float(h, "ExposureTime"),
+            readout=lib.get_float(h, "ReadoutTime") if "ReadoutTime" in f else None, tick_frequency=None,
+            timestamps=False, irig=False, trigger_mode=trigger_mode, timeout_s=0.0, trigger_timeout_s=None,
+            link_frame_rate=lib.get_float(h, "MaxInterfaceTransferRate") if "MaxInterfaceTransferRate" in f else None)
+        return self.plan_camera(layout), "u4" if encoding == "Mono32" else "u2", layout.height, layout.width
 
     def _anchor(self) -> tuple[Anchor, HostClock]:
         """In the SDK thread: the camera clock against the host's UTC clock, and how good that is."""
@@ -613,6 +672,8 @@ class AndorCamera:
                 utc_ns = self._irig(raw, layout)
         except (ValueError, self._error, ArithmeticError):
             self.metadata_errors += 1  # delivered all the same, without a time
+        if frame_number == 0 and ticks is not None and layout.timebase is not None and layout.tick_frequency:
+            self.arm_s = (ticks - layout.timebase.start.ticks) / layout.tick_frequency
         frame = pack(Frame(image, frame_number, ticks, layout.tick_frequency, buffer=raw, utc_ns=utc_ns))
         if lend and frame.buffer is not None:
             self._queue(self._spare.popleft() if self._spare else aligned_buffer(layout.size))
@@ -650,8 +711,8 @@ class AndorCamera:
         finally:
             timebase = yield self.stop()
         frame = frames[0]
-        if frame.utc_ns is not None and frame.ticks is not None:
-            timebase = irig_timebase(frame, frame)
+        if frame.utc_ns is not None and frame.ticks is not None and frame.tick_frequency:
+            timebase = irig_timebase(frame.ticks, frame.utc_ns, frame.ticks, frame.utc_ns, frame.tick_frequency)
         return replace(frame, timebase=timebase)
 
     def close(self) -> defer.Deferred:
@@ -672,16 +733,14 @@ class AndorCamera:
         return d
 
 
-def irig_timebase(first: Frame, last: Frame) -> TimeBase:
-    """The time base of frames stamped with IRIG-B time: the camera's ticks mapped through the stamps
-    of its first and last frames (the time source, not the host clock, is the reference)."""
-    assert first.ticks is not None and first.utc_ns is not None and first.tick_frequency
+def irig_timebase(first_ticks: int, first_utc_ns: int, last_ticks: int, last_utc_ns: int,
+                  tick_frequency: int) -> TimeBase:
+    """The time base of frames stamped with IRIG-B time: the camera's ticks mapped through the stamps of
+    the first and last frames (the time source, not the host clock, is the reference)."""
     clock = HostClock(True, estimated_error_s=0.0, source="MetadataIRIG")
-    start = Anchor(first.ticks, first.utc_ns, IRIG_HALF_WIDTH_NS)
-    end = None
-    if last.ticks is not None and last.utc_ns is not None and last.ticks > first.ticks:
-        end = Anchor(last.ticks, last.utc_ns, IRIG_HALF_WIDTH_NS)
-    return TimeBase(start, end, first.tick_frequency, clock)
+    start = Anchor(first_ticks, first_utc_ns, IRIG_HALF_WIDTH_NS)
+    end = Anchor(last_ticks, last_utc_ns, IRIG_HALF_WIDTH_NS) if last_ticks > first_ticks else None
+    return TimeBase(start, end, tick_frequency, clock)
 
 
 def aligned_buffer(size: int) -> np.ndarray:

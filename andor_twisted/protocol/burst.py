@@ -19,6 +19,7 @@ Adding a state is one line in ``BurstState`` (its name, label and two flags) and
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import enum
 from collections.abc import Mapping
@@ -89,26 +90,44 @@ class Lifecycle:
 
 
 class FrameTiming:
-    """What a burst's camera timestamps say: frames exposed late (the camera waited for room in its
-    memory) and the frame rate achieved. Without timestamps it says nothing."""
+    """What a burst's camera timestamps say, frame by frame: when each frame was exposed (in ticks), which
+    were late (exposed more than ``LATE`` frame periods after the one before: the camera waited, for room
+    in its memory or for its link) and by how much, and the frame rate achieved. In triggered modes the
+    triggers set the pace, so no frame is called late. Without timestamps it says nothing."""
 
-    def __init__(self, tick_frequency: int | None = None, frame_rate: float | None = None) -> None:
+    def __init__(self, tick_frequency: int | None = None, frame_rate: float | None = None,
+                 paced: bool = True) -> None:
         self.tick_frequency = tick_frequency or None
         self.period_ticks = self.tick_frequency / frame_rate if self.tick_frequency and frame_rate else None
-        self.first_ticks: int | None = None
-        self.last_ticks: int | None = None
-        self.waited_frames = 0
+        self.paced = paced and self.period_ticks is not None
+        self.ticks = array.array("q")  # each frame's ticks, -1 where it carried none
+        self.late_frames = 0
+        self.max_late_s = 0.0
+
+    @property
+    def first_ticks(self) -> int | None:
+        return next((t for t in self.ticks if t >= 0), None)
+
+    @property
+    def last_ticks(self) -> int | None:
+        return next((t for t in reversed(self.ticks) if t >= 0), None)
 
     def exposed(self, ticks: int | None) -> None:
         """The next frame of the burst was exposed at ``ticks`` (None: it carries no timestamp)."""
-        if ticks is None:
-            return
-        if self.first_ticks is None:
-            self.first_ticks = ticks
-        elif (self.period_ticks and self.last_ticks is not None
-              and ticks - self.last_ticks > LATE * self.period_ticks):
-            self.waited_frames += 1
-        self.last_ticks = ticks
+        late = self.late_by(len(self.ticks), ticks)
+        if late:
+            self.late_frames += 1
+            self.max_late_s = max(self.max_late_s, late)
+        self.ticks.append(-1 if ticks is None else ticks)
+
+    def late_by(self, k: int, ticks: int | None) -> float:
+        """How much later than one frame period after frame k-1 frame k was exposed, in seconds, if more
+        than LATE periods after it; else 0."""
+        if not self.paced or ticks is None or k == 0 or self.ticks[k - 1] < 0:
+            return 0.0
+        assert self.period_ticks is not None and self.tick_frequency is not None
+        interval = ticks - self.ticks[k - 1]
+        return (interval - self.period_ticks) / self.tick_frequency if interval > LATE * self.period_ticks else 0.0
 
     def fps_achieved(self, frames: int) -> float | None:
         """Frames per second from the first of ``frames`` frames to the last, on the camera's clock."""
@@ -135,12 +154,20 @@ class BurstStatus:
     spool_bytes: int
     high_water_frames: int
     high_water_bytes: int
-    waited_frames: int
+    late_frames: int  # exposed late (the camera waited: its memory was full, or its link slow)
+    max_late_s: float  # the latest of them, seconds after its due time
+    lost_frames: int  # never came: the burst failed (an overflow, the camera stopped) before them
     took_s: float | None
     fps_achieved: float | None
     readers: int
+    trigger_mode: str
+    waiting_for_trigger: bool  # capturing, and the camera waits for a trigger for the next frame
     error: str | None  # the error's code
     message: str | None  # and its message
+    timebase: Mapping[str, object] | None = None  # how its ticks map to UTC (docs/timing.md)
+    time_uncertainty_s: float | None = None  # the largest uncertainty of any of its frames' UTC times
+    plan: Mapping[str, object] | None = None  # what the server predicted before capture (protocol.plan)
+    settings: Mapping[str, object] | None = None  # the camera and its settings as the burst armed
 
     def to_json(self) -> dict[str, object]:
         """The status as a JSON object, the state as its label (docs/streaming.md)."""

@@ -183,10 +183,22 @@ class TimeBase:
         return cls(Anchor(0, 0, 0), None, 1e9, clock, assumed_drift_ppm=0.0)
 
     @property
-    def ns_per_tick(self) -> float:
-        """The slope of the map: measured between two anchors, nominal with one."""
+    def measured(self) -> bool:
+        """Whether the map's slope is the one measured between the anchors: only when that measurement is
+        better than the assumed bound on the drift (anchors a fraction of a second apart, as for a snap or a
+        short burst, measure it worse than the crystal's tolerance: then the nominal rate is used)."""
         if self.end is None:
+            return False
+        tick_ns = 1e9 / self.tick_frequency_hz
+        errors = self.start.half_width_ns + self.end.half_width_ns + 2 * tick_ns
+        return errors / (self.end.utc_ns - self.start.utc_ns) * 1e6 <= self.assumed_drift_ppm
+
+    @property
+    def ns_per_tick(self) -> float:
+        """The slope of the map: measured between two anchors if that is good enough, else nominal."""
+        if not self.measured:
             return 1e9 / self.tick_frequency_hz
+        assert self.end is not None
         return (self.end.utc_ns - self.start.utc_ns) / (self.end.ticks - self.start.ticks)
 
     @property
@@ -195,7 +207,8 @@ class TimeBase:
         nominal frequency, against the host clock; None without an end anchor."""
         if self.end is None:
             return None
-        return (1e9 / self.ns_per_tick / self.tick_frequency_hz - 1) * 1e6
+        slope = (self.end.utc_ns - self.start.utc_ns) / (self.end.ticks - self.start.ticks)
+        return (1e9 / slope / self.tick_frequency_hz - 1) * 1e6
 
     @property
     def drift_uncertainty_ppm(self) -> float | None:
@@ -237,7 +250,7 @@ class TimeBase:
         elapsed = (np.asarray(ticks, dtype=np.int64) - np.int64(self.start.ticks)).astype(np.float64)
         tick_ns = 1e9 / self.tick_frequency_hz
         start = self.start.half_width_ns + tick_ns
-        if self.end is None:
+        if self.end is None or not self.measured:
             anchors = start + self.assumed_drift_ppm * 1e-6 * np.abs(elapsed) * tick_ns
         else:
             lever = elapsed / (self.end.ticks - self.start.ticks)

@@ -23,7 +23,7 @@ from twisted.web import resource, server
 from twisted.web.server import Request
 
 from andor_twisted.acquisition.arbiter import Arbiter, Purpose
-from andor_twisted.acquisition.burst import BurstDiscarded, Bursts, NoSuchBurst
+from andor_twisted.acquisition.burst import BurstRequest, BurstDiscarded, Bursts, NoSuchBurst
 from andor_twisted.acquisition.contracts import CameraSource
 from andor_twisted.camera.driver import AndorCamera, Frame
 from andor_twisted.camera.errors import (AcquisitionRunning, CameraError, CameraNotReady, CameraTimeout,
@@ -102,7 +102,9 @@ class CameraAPI(resource.Resource):
             Route("GET", ("snap",), self.snap, needs_camera=SNAP),
             # a burst asks the arbiter itself, and holds the camera for as long as it captures
             Route("POST", ("burst",), self.start_burst),
-            Route("GET", ("burst",), lambda cam, req, args: self.bursts.get().status().to_json()),
+            Route("GET", ("burst",), self.burst_status),
+            # a software trigger for the running burst (TriggerMode Software): it does not take the camera
+            Route("POST", ("trigger",), lambda cam, req, args: cam.software_trigger()),
             Route("DELETE", ("burst",),
                   lambda cam, req, args: self.bursts.discard().addCallback(lambda b: b.status().to_json())),
         ]
@@ -220,18 +222,21 @@ class CameraAPI(resource.Resource):
         return snap
 
     def start_burst(self, cam: AndorCamera, request: Request, args: list[str]) -> defer.Deferred[Any]:
-        """Start a burst at once: {"frames": N, "fps": F, "spool": S}; its frames are then read from
-        /stream/burst?id=ID."""
-        value = _value(request)
-        if not isinstance(value, dict):
-            raise APIError(400, "wrong_type", 'a burst is {"frames": N, "fps": F, "spool": S}')
-        unknown = sorted(set(value) - {"frames", "fps", "spool"})
-        if unknown:
-            raise APIError(400, "unknown_field", f"a burst has no field {unknown[0]!r}; fields: frames, fps, spool")
-        if "frames" not in value:
-            raise APIError(400, "missing_value", "a burst needs frames (and fps, spool)")
-        d = self.bursts.start(value["frames"], value.get("fps"), value.get("spool", 0))
-        return d.addCallback(lambda burst: burst.status().to_json())
+        """Start a burst at once: {"frames": N, "fps": F, "spool": S, "trigger": MODE, "trigger_timeout": T,
+        "reader_rate": BYTES_PER_S}; its frames are then read from /stream/burst?id=ID. With
+        "dry_run": true, only the plan: what it would do, and nothing captured."""
+        burst = BurstRequest.parse(_value(request))
+        if burst.dry_run:
+            return self.bursts.plan(burst).addCallback(lambda plan: {"plan": plan.to_json()})
+        return self.bursts.start(burst).addCallback(lambda started: started.status().to_json())
+
+    def burst_status(self, cam: AndorCamera, request: Request, args: list[str]) -> dict[str, Any]:
+        """The newest burst's status; with ?ledger=true, its frame ledger too."""
+        burst = self.bursts.get()
+        status = burst.status().to_json()
+        if _query(request, "ledger", "false") == "true":
+            status["ledger"] = burst.ledger()
+        return status
 
 
 class Snap:

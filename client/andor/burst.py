@@ -19,7 +19,10 @@ import numpy as np
 import websocket
 
 from andor import wire
-from andor.errors import AndorError, BurstDiscarded, ServerUnreachable, error_for
+from andor.errors import AndorError, BurstDiscarded, CameraFailure, ServerUnreachable, error_for
+from andor.timebase import TimeBase
+
+LATE = 1.5  # a frame exposed more than this many frame periods after the one before was late (as the server)
 
 if TYPE_CHECKING:
     from andor.camera import Camera
@@ -30,17 +33,24 @@ OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x1, 0x2, 0x8, 0x9
 class BurstFrames(collections.abc.Generator):
     """A generator of the burst's frames (2-D numpy arrays), in order.
 
-    While it is iterated, ``frame_numbers`` (int64) and ``timestamps`` (float64 seconds on the camera's
-    clock, from its hardware ticks) grow with the frames read; ``summary`` is the server's account of
-    the burst once the last frame is in. An error on the server (the camera failed, the burst was
-    replaced by a newer one) is raised as ``andor.AndorError`` after every frame captured before it.
+    While it is iterated, ``frame_numbers`` (int64), ``timestamps`` (float64 seconds on the camera's
+    clock, from its hardware ticks; NaN where a frame carried none), ``times`` (numpy datetime64[ns],
+    UTC) and ``ledger`` grow with the frames read; ``plan`` is what the server predicted before it
+    captured, ``summary`` its account of the burst once the last frame is in. An error on the server
+    (the camera failed, the burst was replaced by a newer one) is raised as ``andor.AndorError`` after
+    every frame captured before it. ``save(path)`` writes the frames to a file as they are read.
     """
 
     def __init__(self, camera: Camera, status: dict[str, Any]) -> None:
         self.id = status["id"]
         self.frames = status["frames"]
         self.fps = status["fps"]
-        self.summary = None
+        self.plan = status.get("plan")
+        self.status = status  # as the server answered the request
+        self.summary: dict[str, Any] | None = None
+        self._timebase = status.get("timebase")
+        self._paced = status.get("trigger_mode", "Internal") in ("Internal", "External Start")
+        self._lost = 0  # frames the server says never came (the camera failed before them)
         self._camera = camera
         self._ws: websocket.WebSocket | None = None
         self._sock: socket.socket | None = None
@@ -61,9 +71,97 @@ class BurstFrames(collections.abc.Generator):
 
     @property
     def timestamps(self) -> np.ndarray:
+        """Seconds on the camera's clock at each frame's exposure start (NaN where it carried none)."""
+        ticks = np.array(self._ticks, np.int64)
         if self._tick_frequency is None:
-            return np.full(len(self._numbers), np.nan)
-        return np.array(self._ticks, np.float64) / self._tick_frequency
+            return np.full(len(ticks), np.nan)
+        return np.where(ticks >= 0, ticks / self._tick_frequency, np.nan)
+
+    @property
+    def times(self) -> np.ndarray:
+        """UTC at each frame's exposure start (numpy datetime64[ns]; NaT where unknown): from the start
+        anchor while the burst runs, from both anchors once it has ended (docs/timing.md)."""
+        ticks = np.array(self._ticks, np.int64)
+        times = np.full(len(ticks), np.datetime64("NaT"), "datetime64[ns]")
+        if self._timebase is not None and len(ticks):
+            known = ticks >= 0
+            times[known] = TimeBase(self._timebase).times(ticks[known])
+        return times
+
+    @property
+    def time_uncertainty_s(self) -> float | None:
+        """The largest uncertainty of any frame's UTC time so far, seconds (None: no times)."""
+        ticks = np.array([t for t in self._ticks if t >= 0], np.int64)
+        if self._timebase is None or not len(ticks):
+            return None
+        return float(TimeBase(self._timebase).uncertainty_s(ticks[[0, -1]]).max())
+
+    @property
+    def utc_trusted(self) -> bool | None:
+        """Whether the times are UTC within their uncertainty (False: the server's clock was not
+        synchronised, or the camera's time source not locked); None without times."""
+        return None if self._timebase is None else TimeBase(self._timebase).utc_trusted
+
+    @property
+    def ledger(self) -> np.ndarray:
+        """Frame by frame (``andor.LEDGER_DTYPE``): number, ticks, UTC time, whether it was late (exposed
+        more than 1.5 frame periods after the one before) and by how much, and the frames that never
+        came (lost) once the burst has failed."""
+        from andor.recording import LEDGER_DTYPE
+
+        n = len(self._numbers)
+        rows = np.zeros(n + self._lost, LEDGER_DTYPE)
+        rows["frame"] = np.arange(n + self._lost) + (self._numbers[0] if self._numbers else 0)
+        rows["ticks"][:n] = self._ticks
+        rows["ticks"][n:] = -1
+        rows["time"][:n] = self.times
+        rows["time"][n:] = np.datetime64("NaT")
+        rows["lost"][n:] = True
+        if self._paced and self._tick_frequency and self.fps and n > 1:
+            ticks = rows["ticks"][:n]
+            interval = np.diff(ticks) / self._tick_frequency
+            known = (ticks[1:] >= 0) & (ticks[:-1] >= 0)
+            late = known & (interval > LATE / self.fps)
+            rows["late"][1:n] = late
+            rows["late_by_s"][1:n] = np.where(late, interval - 1 / self.fps, 0.0)
+        return rows
+
+    def save(self, path: str, progress: bool | None = None, overwrite: bool = False,
+             metadata: dict[str, Any] | None = None) -> str:
+        """Read the rest of the burst into a file as it comes, never holding more than a frame: HDF5
+        (.h5), OME-Zarr (.zarr), FITS (.fits) or BigTIFF/OME-TIFF (.tif, .ome.tif), by the extension
+        (docs/recording.md). With a progress bar when ``progress`` is true, or None and on a terminal.
+        An error mid-burst is raised after the file is finished with the frames that came."""
+        from andor.recording import open_recording
+
+        recording = None
+        try:
+            for image in self:
+                if recording is None:
+                    recording = open_recording(path, shape=image.shape, dtype=image.dtype,
+                                               metadata={**self._metadata(), **(metadata or {})},
+                                               expected_frames=self.frames, progress=progress,
+                                               overwrite=overwrite)
+                recording.append(image, self.ledger[-1])
+        finally:
+            if recording is not None:
+                recording.close(ledger=self.ledger, metadata=self._metadata(final=True))
+        return path
+
+    def _metadata(self, final: bool = False) -> dict[str, Any]:
+        """What a recording says of the burst: the camera's settings as it armed, and its timing."""
+        status = self.summary if final and self.summary else self.status
+        meta: dict[str, Any] = dict(status.get("settings") or {})
+        meta.update(burst_id=self.id, frames_requested=self.frames, fps_requested=status.get("fps_requested"),
+                    frame_rate_hz=status.get("fps"), trigger_mode=status.get("trigger_mode"),
+                    server=f"{self._camera.host}:{self._camera.port}", tick_frequency_hz=self._tick_frequency)
+        times = self.times
+        if len(times) and not np.isnat(times[0]):
+            meta["date_obs"] = np.datetime_as_string(times[0], "ns") + "Z"
+            meta["time_uncertainty_s"] = self.time_uncertainty_s
+        if final and self.summary:
+            meta["summary"] = {k: v for k, v in self.summary.items() if k not in ("timebase", "plan", "settings")}
+        return {k: v for k, v in meta.items() if v is not None}
 
     # ---- the generator protocol ----
 
@@ -101,7 +199,8 @@ class BurstFrames(collections.abc.Generator):
     def _connect(self) -> None:
         cam = self._camera
         url = f"ws://{cam.host}:{cam.port}/stream/burst?id={self.id}"
-        timeout = cam.timeout + (2.0 / self.fps if self.fps else 0.0)  # frames may be that far apart
+        # frames may be that far apart: two frame periods, or the time allowed for a trigger
+        timeout = cam.timeout + (2.0 / self.fps if self.fps else 0.0) + (self.status.get("trigger_timeout") or 0.0)
         try:
             self._ws = websocket.create_connection(
                 url, timeout=timeout, sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))
@@ -161,8 +260,8 @@ class BurstFrames(collections.abc.Generator):
             self._ws.send(json.dumps({"ack": number}))
             self._acknowledged = number
         self._numbers.append(number)
+        self._ticks.append(-1 if fields["ticks"] is None else fields["ticks"])
         if fields["ticks"] is not None:
-            self._ticks.append(fields["ticks"])
             self._tick_frequency = fields["tick_frequency"]
         return image.astype(image.dtype.newbyteorder("="), copy=False)
 
@@ -172,12 +271,28 @@ class BurstFrames(collections.abc.Generator):
             self._window = message["window"]
         elif message.get("type") == "end":
             self.summary = message["summary"]
+            self._timebase = self.summary.get("timebase") or self._timebase
             raise StopIteration
         elif message.get("type") == "error":
             if message.get("error") in ("burst_discarded", "no_such_burst"):
                 details = {k: v for k, v in message.items() if k not in ("type", "error", "message")}
                 raise BurstDiscarded(message.get("message"), code=message["error"], details=details)
-            raise error_for(500, message)
+            error = error_for(500, message)
+            self._ended_by(error)
+            raise error
+
+    def _ended_by(self, error: AndorError) -> None:
+        """The burst failed: what the server still knows of it (its times, the frames that never came)."""
+        if not isinstance(error, CameraFailure):
+            return
+        try:
+            status = self._camera.burst_status()
+        except AndorError:
+            return
+        if status.get("id") == self.id:
+            self.summary = status
+            self._timebase = status.get("timebase") or self._timebase
+            self._lost = status.get("lost_frames", 0)
 
     def _read_bytes(self, length: int) -> bytes:
         data = bytearray(length)

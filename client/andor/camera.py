@@ -97,6 +97,9 @@ class Camera:
     def _put(self, path: str, value: object) -> Any:
         return json.loads(self._request("PUT", path, value)[1])["value"]
 
+    def _post(self, path: str, value: object) -> Any:
+        return json.loads(self._request("POST", path, {} if value is None else value)[1])["value"]
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -199,7 +202,8 @@ class Camera:
 
     # ---- bursts ----
 
-    def burst(self, frames: int, fps: float, serverSpool: int = 0) -> BurstFrames:
+    def burst(self, frames: int, fps: float | None = None, serverSpool: int = 0, trigger: str | None = None,
+              trigger_timeout: float | None = None, reader_rate: float | None = None) -> BurstFrames:
         """Take a burst of images, returned as a generator of 2-D arrays.
 
         The server starts capturing as soon as it gets the request, before this returns, whether or
@@ -210,24 +214,46 @@ class Camera:
         frames : int
             number of frames to take
         fps : float
-            frame rate; the camera refuses rates beyond its maximum for the current exposure and AOI
+            frame rate; the camera refuses rates beyond its maximum for the current exposure and AOI.
+            None: its FrameRate as it is. Leave it out with the triggered modes: the triggers set the pace
         serverSpool : int
             size of the spool on the server, in frames, that holds frames the client has not read
             yet. 0 means the whole burst, so the capture runs at ``fps`` whatever the reader's pace (the
             server takes memory frame by frame and is capped by its --spool-memory-limit). When the
             spool is full the server stops taking frames off the camera; once the camera's on-head
-            memory fills too, it exposes only as fast as the reader frees room, and the timestamps show it.
+            memory fills too, a camera either slows down (its frames are late: the timestamps show it)
+            or overflows and stops (the frames after it are lost, and iterating raises the error).
+        trigger : str
+            the camera's TriggerMode for the burst: "Internal" (the default), "Software" (a frame per
+            ``trigger()``), "External", "External Start" or "External Exposure"
+        trigger_timeout : float
+            seconds to wait for each trigger before the burst ends with an error (default 60)
+        reader_rate : float
+            bytes per second this reader expects to take, for the server's plan (``frames.plan``)
 
         Returns
         -------
         BurstFrames
             a generator yielding 2-D arrays (uint16; uint32 for Mono32), with ``frame_numbers``,
-            ``timestamps`` (seconds, camera clock) and, at the end, ``summary``. Iterating it raises
+            ``timestamps`` (seconds, camera clock), ``times`` (UTC), ``ledger``, ``plan`` and, at the
+            end, ``summary``; ``save(path)`` writes it to a file. Iterating it raises
             ``andor.AndorError`` if the server fails mid-burst, after the frames captured before that.
         """
-        status = json.loads(self._request("POST", "burst", {"frames": frames, "fps": fps,
-                                                            "spool": serverSpool})[1])["value"]
-        return BurstFrames(self, status)
+        request = _burst_request(frames, fps, serverSpool, trigger, trigger_timeout, reader_rate)
+        return BurstFrames(self, json.loads(self._request("POST", "burst", request)[1])["value"])
+
+    def plan_burst(self, frames: int, fps: float | None = None, serverSpool: int = 0, trigger: str | None = None,
+                   reader_rate: float | None = None) -> dict[str, Any]:
+        """What ``burst`` with these arguments would do, capturing nothing: its regime (camera-paced,
+        link-paced, reader-paced, throttled, overflow or stalls), capture time, late and lost frames, spool
+        bytes, whether it fits the camera's on-head memory, and the slowest reader that keeps every frame
+        on time."""
+        request = _burst_request(frames, fps, serverSpool, trigger, None, reader_rate)
+        return self._post("burst", {**request, "dry_run": True})["plan"]  # type: ignore[no-any-return]
+
+    def trigger(self) -> None:
+        """A software trigger for the running burst (one started with ``trigger="Software"``)."""
+        self._post("trigger", None)
 
     def burst_status(self) -> dict[str, Any]:
         """The newest burst's status: state, captured, sent, acknowledged, spool occupancy, ..."""
@@ -237,6 +263,13 @@ class Camera:
         """A new generator for the newest burst, starting at its first frame not yet acknowledged
         (after a reader broke off or lost its connection)."""
         return BurstFrames(self, self._get("burst"))
+
+
+def _burst_request(frames: int, fps: float | None, spool: int, trigger: str | None, trigger_timeout: float | None,
+                   reader_rate: float | None) -> dict[str, Any]:
+    request: dict[str, Any] = {"frames": frames, "fps": fps, "spool": spool, "trigger": trigger,
+                               "trigger_timeout": trigger_timeout, "reader_rate": reader_rate}
+    return {name: value for name, value in request.items() if value is not None}
 
 
 def _snap_query(fmt: str, exposure_time: float | str | None) -> dict[str, str]:

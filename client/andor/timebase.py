@@ -27,8 +27,16 @@ class TimeBase:
         self.utc_reason = None if self.utc_trusted else clock.get("reason")
         self._clock_error_s = clock["estimated_error_s"] if self.utc_trusted else 0.0
 
-    def _ns_per_tick(self):
+    def _measured(self):
+        """Whether the slope measured between the anchors beats the assumed drift bound (as the server)."""
         if len(self._anchors) == 1:
+            return False
+        (t0, u0, h0), (t1, u1, h1) = self._anchors
+        errors = h0 + h1 + 2e9 / self.tick_frequency_hz
+        return errors / (u1 - u0) * 1e6 <= float(self.spec["assumed_drift_ppm"])
+
+    def _ns_per_tick(self):
+        if not self._measured():
             return 1e9 / self.tick_frequency_hz
         (t0, u0, _), (t1, u1, _) = self._anchors
         return (u1 - u0) / (t1 - t0)
@@ -50,7 +58,7 @@ class TimeBase:
         tick_ns = 1e9 / self.tick_frequency_hz
         t0, _, h0 = self._anchors[0]
         elapsed = (np.asarray(ticks, np.int64) - np.int64(t0)).astype(np.float64)
-        if len(self._anchors) == 1:
+        if not self._measured():
             drift = float(self.spec["assumed_drift_ppm"]) * 1e-6
             anchors = h0 + tick_ns + drift * np.abs(elapsed) * tick_ns
         else:

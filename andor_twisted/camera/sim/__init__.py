@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from andor_twisted.camera.contract import SDK
+from andor_twisted.camera.contract import SDK, CameraFacts, known_facts
 from andor_twisted.camera.sim.atcore import ATCore, ATUtility, SimSystem, devices
 from andor_twisted.camera.sim.exceptions import ATCoreException
 from andor_twisted.camera.sim.models import MODELS, SIMCAM, CameraModel
@@ -22,5 +22,6 @@ __all__ = ["MODELS", "SIMCAM", "CameraModel", "ClockTime", "SystemTime", "SimSys
 def sdk(model: CameraModel, time: Any = None, simcam_first: bool = False, seed: int = 0) -> SDK:
     """A simulated SDK3 install with one ``model`` camera (after a SIMCAM if ``simcam_first``)."""
     system = SimSystem(devices(model, simcam_first), time or SystemTime(), seed)
+    facts = CameraFacts(model.onboard_memory_bytes, "throttle" if model.when_full == "throttle" else "overflow")
     return SDK(f"simulated SDK3 ({model.name})", functools.partial(ATCore, system), ATCoreException, ATUtility,
-               simulated=system)
+               simulated=system, facts=lambda name: facts if name == model.name else known_facts(name))

@@ -37,7 +37,9 @@ function showBurst(b) {
   bar.value = b.state === "capturing" ? b.captured : b.acknowledged;
   const head = [`burst ${b.id}: ${b.state}, ${b.frames} frames at ${b.fps} fps`];
   if (b.fps_achieved) head.push(`${Number(b.fps_achieved).toFixed(1)} fps achieved`);
-  if (b.waited_frames) head.push(`${b.waited_frames} late`);
+  if (b.late_frames) head.push(`${b.late_frames} late`);
+  if (b.lost_frames) head.push(`${b.lost_frames} lost`);
+  if (b.waiting_for_trigger) head.push("waiting for a trigger");
   const counts = `captured ${b.captured}/${b.frames}, sent ${b.sent}, acknowledged ${b.acknowledged}, ` +
     `spool ${b.spool_frames}/${b.spool_capacity}`;
   out.textContent = [head.join(", "), counts, b.message].filter(Boolean).join("\n");
