@@ -250,17 +250,20 @@ def run_full(width, height, count, server, spool=32, prefix=()):
     return receive(child("burst-recv", server.port, width, height, count, spool, server.pid, prefix=prefix))
 
 
-class Server:
-    """``twistd andor`` with the ideal simulated camera on a free loopback port, until ``stop()``."""
+IDEAL = ("--sim-model", "ideal", "--sim-arm-latency", "0.001")
 
-    def __init__(self, log):
+
+class Server:
+    """``twistd andor`` with a simulated camera (``args``: the ideal one) on a free loopback port, until
+    ``stop()``."""
+
+    def __init__(self, log, args=IDEAL):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         env = dict(os.environ, PYTHONPATH=REPO)
         self.proc = subprocess.Popen([os.path.join(BIN, "twistd"), "-n", "--pidfile=", f"--logfile={log}",
-                                      "andor", "--listen", f"tcp:{self.port}:interface=127.0.0.1",
-                                      "--sim-model", "ideal", "--sim-arm-latency", "0.001"],
+                                      "andor", "--listen", f"tcp:{self.port}:interface=127.0.0.1", *args],
                                      env=env, stdout=subprocess.DEVNULL)
         self.log = log
         self.pid = self.proc.pid
