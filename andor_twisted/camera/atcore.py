@@ -47,6 +47,9 @@ HARDWARE_OVERFLOW = 100
 
 
 def error_name(code):
+    """The AT_ERR_ name of ``code``; "unknown" for None (an exception whose code could not be found)."""
+    if code is None:
+        return "unknown"
     return ERROR_NAMES.get(code, f"AT_ERR_{code}")
 
 
