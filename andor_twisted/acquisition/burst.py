@@ -22,7 +22,7 @@ from andor_twisted.acquisition.arbiter import Arbiter, Grant, Purpose
 from andor_twisted.acquisition.contracts import CameraSource, Clock, DelayedCall
 from andor_twisted.acquisition.frames import BurstFrame
 from andor_twisted.acquisition.spool import Spool
-from andor_twisted.camera.driver import AndorCamera, Frame
+from andor_twisted.camera.driver import AndorCamera, Frame, Layout
 from andor_twisted.camera.errors import CameraError, InvalidValue
 from andor_twisted.protocol import frames as frame_format
 from andor_twisted.protocol.burst import BurstState, BurstStatus, FrameTiming, Lifecycle
@@ -60,7 +60,7 @@ class Burst:
         self.started_at = clock.seconds()
         self.took_s: float | None = None
         self.error: BaseException | None = None
-        self._capture: defer.Deferred[None] | None = None
+        self._capture: defer.Deferred[Any] | None = None  # the capture; the stop, if discarded while arming
         self._capture_waiters: list[defer.Deferred[Burst]] | None = []  # when_captured(); None once captured
         self.message_bytes = 0  # a frame's message (header and pixels), once armed
         self.readers = 0
@@ -81,7 +81,7 @@ class Burst:
         d.addErrback(self._not_started)
         return d
 
-    def _started(self, layout: dict[str, Any], memory_limit: int) -> Burst:
+    def _started(self, layout: Layout, memory_limit: int) -> Burst:
         if self.state is BurstState.DISCARDED:  # discarded while arming
             self._capture = self.camera.stop()
             self._capture.addBoth(self._captured)
@@ -108,7 +108,7 @@ class Burst:
         return failure
 
     @defer.inlineCallbacks
-    def _run(self, layout: dict[str, Any]) -> Generator[defer.Deferred[Any], Any, None]:
+    def _run(self, layout: Layout) -> Generator[defer.Deferred[Any], Any, None]:
         try:
             # a full spool is refilled in batches: a trip to the SDK thread for every frame acknowledged
             # would cost more than the frame
