@@ -122,6 +122,12 @@ class DeviceChoiceTests(unittest.TestCase):
         failure = self.failureResultOf(AndorCamera.open(sdk, Choice(), defer.maybeDeferred, reactor), NoSuchCamera)
         self.assertIn("no camera found", failure.value.message)
 
+    def test_error_without_a_code(self):
+        """A device that fails to open with an exception carrying no SDK code is listed as "unknown",
+        not with a made-up AT_ERR_None."""
+        self.assertEqual(atcore.error_name(atcore.error_code_of(ValueError("no code here"))), "unknown")
+        self.assertEqual(atcore.error_name(13), "AT_ERR_TIMEDOUT")
+
 
 class FeatureTests(unittest.TestCase):
     def setUp(self):

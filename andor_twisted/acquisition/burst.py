@@ -24,8 +24,13 @@ from andor_twisted.acquisition.arbiter import Arbiter, Grant, Purpose
 from andor_twisted.acquisition.contracts import CameraSource, Clock, DelayedCall
 from andor_twisted.acquisition.frames import BurstFrame
 from andor_twisted.acquisition.spool import Spool
+<<<<<<< HEAD
 from andor_twisted.camera.driver import AndorCamera, Frame, Layout, irig_timebase
 from andor_twisted.camera.errors import CameraError, CameraOverflow, CameraTimeout, InvalidValue, TriggerTimeout
+=======
+from andor_twisted.camera.driver import AndorCamera, Frame, Layout
+from andor_twisted.camera.errors import CameraError, InvalidValue
+>>>>>>> types
 from andor_twisted.protocol import frames as frame_format
 from andor_twisted.protocol import plan as planning
 from andor_twisted.protocol.burst import BurstState, BurstStatus, FrameTiming, Lifecycle
@@ -68,7 +73,7 @@ class Burst:
         self.started_at = clock.seconds()
         self.took_s: float | None = None
         self.error: BaseException | None = None
-        self._capture: defer.Deferred[None] | None = None
+        self._capture: defer.Deferred[Any] | None = None  # the capture; the stop, if discarded while arming
         self._capture_waiters: list[defer.Deferred[Burst]] | None = []  # when_captured(); None once captured
         self.message_bytes = 0  # a frame's message (header and pixels), once armed
         self.readers = 0

@@ -1,5 +1,7 @@
 """Andor SDK3 error codes (atcore.h), so both providers and the driver speak of errors by name."""
 
+from __future__ import annotations
+
 ERROR_NAMES = {
     0: "AT_SUCCESS",
     1: "AT_ERR_NOTINITIALISED",
@@ -46,11 +48,14 @@ DEVICENOTFOUND = 39
 HARDWARE_OVERFLOW = 100
 
 
-def error_name(code):
+def error_name(code: int | None) -> str:
+    """The AT_ERR_ name of ``code``; "unknown" for None (an exception whose code could not be found)."""
+    if code is None:
+        return "unknown"
     return ERROR_NAMES.get(code, f"AT_ERR_{code}")
 
 
-def error_code_of(exc):
+def error_code_of(exc: BaseException) -> int | None:
     """The SDK error code carried by a CameraException, from either provider.
 
     The simulated SDK and newer pyAndorSDK3 releases set ``err_code``; older releases only put the

@@ -9,9 +9,16 @@ The driver decodes with these functions; the simulated camera encodes with them,
 both against hand-built byte vectors.
 """
 
+from __future__ import annotations
+
 import struct
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 ENCODINGS = ("Mono12", "Mono12Packed", "Mono16", "Mono32")
 
@@ -26,27 +33,31 @@ TICKS = struct.Struct("<q")
 METADATA_BYTES = BLOCK_TAIL.size + TICKS.size + BLOCK_TAIL.size
 FRAME_INFO_BYTES = FRAME_INFO.size + BLOCK_TAIL.size  # with MetadataFrameInfo too
 
+# a frame buffer: the driver's and the simulator's are uint8 arrays, the tests' byte vectors bytes
+Raw: TypeAlias = "NDArray[np.uint8] | bytes | bytearray | memoryview"
+Pixels: TypeAlias = "NDArray[np.uint16] | NDArray[np.uint32]"  # a decoded image
 
-def row_bytes(encoding, width):
+
+def row_bytes(encoding: str, width: int) -> int:
     """Bytes of pixel data in one row, before stride padding."""
     if encoding == "Mono12Packed":
         return (3 * width + 1) // 2
     return width * np.dtype(pixel_dtype(encoding)).itemsize
 
 
-def pixel_dtype(encoding):
+def pixel_dtype(encoding: str) -> type[np.uint16] | type[np.uint32]:
     """The dtype a decoded image has: 16-bit for the 12- and 16-bit encodings, 32-bit for Mono32."""
     if encoding not in ENCODINGS:
         raise ValueError(f"unsupported pixel encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
     return np.uint32 if encoding == "Mono32" else np.uint16
 
 
-def rows_view(raw, height, stride):
+def rows_view(raw: Raw, height: int, stride: int) -> NDArray[np.uint8]:
     """The image rows of a buffer as a (height, stride) uint8 array (no copy)."""
     return np.frombuffer(raw, dtype=np.uint8, count=height * stride).reshape(height, stride)
 
 
-def decode(raw, encoding, width, height, stride, copy=True):
+def decode(raw: Raw, encoding: str, width: int, height: int, stride: int, copy: bool = True) -> Pixels:
     """The pixels of ``raw`` as a 2-D array, row padding stripped.
 
     A copy by default, so the caller can hand the buffer back to the SDK at once. With ``copy=False``
@@ -57,11 +68,11 @@ def decode(raw, encoding, width, height, stride, copy=True):
     if encoding == "Mono12Packed":
         return _unpack12(rows, width)
     dtype = np.dtype(pixel_dtype(encoding)).newbyteorder("<")
-    view = rows[:, : row_bytes(encoding, width)].view(dtype)
+    view: Pixels = rows[:, : row_bytes(encoding, width)].view(dtype)
     return view.astype(dtype.newbyteorder("=")) if copy else view
 
 
-def encode_into(image, raw, encoding, stride):
+def encode_into(image: NDArray[np.integer[Any]], raw: Raw, encoding: str, stride: int) -> None:
     """Write a 2-D image into ``raw`` in ``encoding`` with rows ``stride`` bytes apart."""
     height, width = image.shape
     rows = rows_view(raw, height, stride)
@@ -72,7 +83,7 @@ def encode_into(image, raw, encoding, stride):
     rows[:, : row_bytes(encoding, width)].view(dtype)[...] = image
 
 
-def _unpack12(rows, width):
+def _unpack12(rows: NDArray[np.uint8], width: int) -> NDArray[np.uint16]:
     """Mono12Packed: two pixels in three bytes. Byte 0 holds bits 11..4 of pixel A, byte 1 bits 3..0
     of A (low nibble) and of B (high nibble), byte 2 bits 11..4 of B."""
     pairs = (width + 1) // 2
@@ -88,7 +99,7 @@ def _unpack12(rows, width):
     return out[:, :width]
 
 
-def _pack12(image):
+def _pack12(image: NDArray[np.integer[Any]]) -> NDArray[np.uint8]:
     height, width = image.shape
     pairs = (width + 1) // 2
     pixels = np.zeros((height, 2 * pairs), np.uint16)
@@ -101,11 +112,12 @@ def _pack12(image):
     return triples.reshape(height, 3 * pairs)[:, : row_bytes("Mono12Packed", width)]
 
 
-def write_metadata(raw, image_bytes, ticks=None, frame_info=None):
+def write_metadata(raw: Raw, image_bytes: int, ticks: int | None = None,
+                   frame_info: tuple[str, int, int, int] | None = None) -> int:
     """Append the image block's tail, then the ticks block (if ``ticks``) and the frame-info block (if
     ``frame_info``, as (encoding, width, height, stride)) after ``image_bytes`` of pixel data; returns
     where the metadata ends."""
-    view = memoryview(raw).cast("B")
+    view = byte_view(raw)
     offset = image_bytes
     BLOCK_TAIL.pack_into(view, offset, CID_IMAGE, image_bytes + 4)
     offset += BLOCK_TAIL.size
@@ -121,9 +133,9 @@ def write_metadata(raw, image_bytes, ticks=None, frame_info=None):
     return offset
 
 
-def read_metadata(raw, size):
+def read_metadata(raw: Raw, size: int) -> dict[int, memoryview]:
     """The metadata blocks of a buffer of ``size`` bytes, as {CID: memoryview of the data}."""
-    view = memoryview(raw).cast("B")[:size]
+    view = byte_view(raw)[:size]
     blocks = {}
     end = size
     while end >= BLOCK_TAIL.size:
@@ -138,7 +150,13 @@ def read_metadata(raw, size):
     return blocks
 
 
-def read_ticks(raw, size):
+def byte_view(raw: Raw) -> memoryview:
+    """``raw`` as a flat memoryview of its bytes. (numpy's stubs give arrays the buffer protocol only
+    from Python 3.12 on, hence the cast.)"""
+    return memoryview(cast("ReadableBuffer", raw)).cast("B")
+
+
+def read_ticks(raw: Raw, size: int) -> int | None:
     """The frame's timestamp in clock ticks, or None if the buffer carries no timestamp block."""
     block = read_metadata(raw, size).get(CID_TICKS)
     return None if block is None else TICKS.unpack(block)[0]

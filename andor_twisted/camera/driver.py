@@ -18,13 +18,13 @@ import datetime
 import difflib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol, TypeVar, overload
 
 import numpy as np
-from twisted.internet import defer, task
-from twisted.internet.interfaces import IReactorTime
+from numpy.typing import NDArray
+from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from andor_twisted.camera import atcore, buffers, features
@@ -47,7 +47,30 @@ _REFUSALS = {atcore.OUTOFRANGE: "out_of_range", atcore.NOTWRITABLE: "not_writabl
              atcore.STRINGNOTAVAILABLE: "option_not_available", atcore.STRINGNOTIMPLEMENTED: "invalid_option"}
 _NO_FRAME_YET = (atcore.TIMEDOUT, atcore.NODATA)
 
-Call = Callable[..., defer.Deferred]  # runs a function in the SDK thread
+Call = Callable[..., defer.Deferred[Any]]  # runs a function in the SDK thread
+_T = TypeVar("_T")
+
+
+class DelayedCall(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """What the driver needs of the reactor (or a test's ``task.Clock``). (zope's ``IReactorTime`` does
+    not type-check without a plugin.)"""
+
+    def seconds(self) -> float: ...
+    def callLater(self, delay: float, callable: Callable[..., object], *args: object, **kw: object) -> DelayedCall: ...
+
+
+class Packed(Protocol):
+    """What ``next_frames``' ``pack`` returns: a ``Frame``, or a layer above's own frame, that may
+    still hold the SDK buffer its pixels are in (the driver reads ``buffer``, and clears it)."""
+
+    buffer: NDArray[np.uint8] | None
+
+
+P = TypeVar("P", bound=Packed)
 
 
 @dataclass
@@ -55,12 +78,12 @@ class Frame:
     """One decoded frame and exactly when it was exposed: camera clock ticks, and where the camera
     stamps IRIG-B time, UTC nanoseconds."""
 
-    image: np.ndarray
+    image: buffers.Pixels
     frame_number: int
     ticks: int | None
     tick_frequency: int | None
     message: object = None  # the frame as a stream sends it, when one packed it
-    buffer: np.ndarray | None = None  # the SDK buffer holding the pixels, while it is lent (see next_frames)
+    buffer: NDArray[np.uint8] | None = None  # the SDK buffer holding the pixels, while it is lent (see next_frames)
     utc_ns: int | None = None  # from the camera's IRIG-B stamp
     timebase: TimeBase | None = None  # for a snap: how its ticks map to UTC
 
@@ -102,7 +125,7 @@ class AndorCamera:
     """An open camera. Public methods return Deferreds; errors are ``errors.CameraError``."""
 
     def __init__(self, sdk: SDK, lib: ATCoreLike, handle: int, device: Device, devices: list[Device],
-                 features: dict[str, str], call: Call, clock: IReactorTime,
+                 features: dict[str, str], call: Call, clock: Clock,
                  now_ns: Callable[[], int] = time.time_ns, host_clock: Callable[[], HostClock] = host_clock_status):
         self.sdk = sdk
         self._lib = lib
@@ -116,8 +139,8 @@ class AndorCamera:
         self._now_ns = now_ns
         self._host_clock = host_clock
         self.acquiring: str | None = None  # what holds the camera: "snap", a burst, ... or None
-        self._queued: dict[int, np.ndarray] = {}  # our buffers the SDK holds, by address
-        self._spare: deque[np.ndarray] = deque()  # buffers lent out and given back, for the running acquisition
+        self._queued: dict[int, NDArray[np.uint8]] = {}  # our buffers the SDK holds, by address
+        self._spare: deque[NDArray[np.uint8]] = deque()  # buffers lent out and given back, for the running acquisition
         self._buffer_bytes: int | None = None  # their size, while an acquisition runs
         self._spare_max = 0
         self._start: tuple[Anchor, HostClock] | None = None  # the running acquisition's start anchor
@@ -129,7 +152,8 @@ class AndorCamera:
         self._closed = False
 
     @classmethod
-    def open(cls, sdk: SDK, choice: Choice, call: Call, clock: IReactorTime, **kwargs: Any) -> defer.Deferred:
+    def open(cls, sdk: SDK, choice: Choice, call: Call, clock: Clock,
+             **kwargs: Any) -> defer.Deferred[tuple[AndorCamera, list[str]]]:
         """Open the camera ``choice`` asks for: lists the devices, opens the chosen one, reads what it
         implements, stops an acquisition a previous owner left running, turns on time stamps and
         overflow events. Fires with (the camera, notes for the log)."""
@@ -143,7 +167,8 @@ class AndorCamera:
                 lib.close(handle)
                 raise
 
-        def _opened(opened: tuple[ATCoreLike, int, Device, list[Device], dict[str, str]]) -> defer.Deferred:
+        def _opened(opened: tuple[ATCoreLike, int, Device, list[Device], dict[str, str]],
+                    ) -> defer.Deferred[tuple[AndorCamera, list[str]]]:
             camera = cls(sdk, *opened, call=call, clock=clock, **kwargs)
             return camera._call(camera._prepare).addCallback(lambda notes: (camera, notes))
 
@@ -183,10 +208,10 @@ class AndorCamera:
         self.overflow_events += 1
         return 0
 
-    def _call(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred:
+    def _call(self, fn: Callable[..., _T], *args: Any) -> defer.Deferred[_T]:
         if self._closed:
             return defer.fail(CameraNotReady("the camera has been closed (the server is stopping)"))
-        d = self._submit(fn, *args)
+        d: defer.Deferred[_T] = self._submit(fn, *args)
         d.addErrback(_translate, self._error)
         return d
 
@@ -204,17 +229,17 @@ class AndorCamera:
             raise AcquisitionRunning(f"cannot change {name} while the camera is busy with a {self.acquiring}",
                                      busy_with=self.acquiring)
 
-    def get(self, name: str) -> defer.Deferred:
+    def get(self, name: str) -> defer.Deferred[Any]:
         """The value of feature ``name`` (booleans as bool)."""
         return defer.maybeDeferred(self._get, name)
 
-    def _get(self, name: str) -> defer.Deferred:
+    def _get(self, name: str) -> defer.Deferred[Any]:
         kind = self._check_name(name)
         if kind == "command":
             raise InvalidValue("not_readable", f"{name} is a command; it has no value", feature=name)
         return self._call(features.read, self._lib, self._handle, name, kind)
 
-    def info(self, name: str) -> defer.Deferred:
+    def info(self, name: str) -> defer.Deferred[dict[str, Any]]:
         """Type, value, whether it can be set now, and limits: min/max for numbers, options for enums."""
         return defer.maybeDeferred(lambda: self._call(self._info, name, self._check_name(name)))
 
@@ -232,11 +257,11 @@ class AndorCamera:
             info["options"], info["available_options"] = features.options(lib, h, name)
         return info
 
-    def set(self, name: str, value: Any) -> defer.Deferred:
+    def set(self, name: str, value: Any) -> defer.Deferred[Any]:
         """Set feature ``name`` and return the value the camera now reports (it may round)."""
         return defer.maybeDeferred(self._set, name, value)
 
-    def _set(self, name: str, value: Any) -> defer.Deferred:
+    def _set(self, name: str, value: Any) -> defer.Deferred[Any]:
         kind = self._check_name(name)
         self._check_idle(name)
         if kind != "command":
@@ -256,6 +281,8 @@ class AndorCamera:
         """The clearest account of why the camera refused ``name = value`` (in the SDK thread)."""
         lib, h, code = self._lib, self._handle, atcore.error_code_of(error)
         model = self.device.model
+        low: float
+        high: float
         if code == atcore.READONLY:
             return InvalidValue("not_writable", f"{name} is read-only on this camera ({model})", feature=name)
         if code == atcore.NOTWRITABLE:
@@ -284,7 +311,7 @@ class AndorCamera:
 
     # ---- area of interest and binning, in sensor pixels ----
 
-    def get_aoi(self) -> defer.Deferred:
+    def get_aoi(self) -> defer.Deferred[dict[str, int]]:
         """The AOI as 1-based sensor-pixel ``left``/``top`` and sensor-pixel ``width``/``height``."""
         return self._call(self._read_aoi)
 
@@ -304,14 +331,14 @@ class AndorCamera:
             return int(hbin), int(vbin)
         return 1, 1
 
-    def set_aoi(self, changes: dict[str, Any]) -> defer.Deferred:
+    def set_aoi(self, changes: dict[str, Any]) -> defer.Deferred[dict[str, int]]:
         """Change any of left/top/width/height (sensor pixels); the others keep their values.
 
         Sizes round down to whole super-pixels of the current binning. Returns the AOI now set.
         """
         return defer.maybeDeferred(self._set_aoi, changes)
 
-    def _set_aoi(self, changes: Any) -> defer.Deferred:
+    def _set_aoi(self, changes: Any) -> defer.Deferred[dict[str, int]]:
         if not isinstance(changes, dict) or not changes:
             raise InvalidValue("wrong_type", "the AOI is an object with any of left, top, width, height")
         unknown = sorted(set(changes) - {"left", "top", "width", "height"})
@@ -322,14 +349,14 @@ class AndorCamera:
         changes = {key: features.coerce(f"AOI {key}", "int", value) for key, value in changes.items()}
         return self._call(self._apply_aoi, changes, None)
 
-    def get_binning(self) -> defer.Deferred:
+    def get_binning(self) -> defer.Deferred[str]:
         return self._call(lambda: "{}x{}".format(*self._binning_factors()))
 
-    def set_binning(self, binning: Any) -> defer.Deferred:
+    def set_binning(self, binning: Any) -> defer.Deferred[str]:
         """Set the binning (2, "2x2" or "2x1"), keeping the AOI's region of the sensor."""
         return defer.maybeDeferred(self._set_binning, binning)
 
-    def _set_binning(self, binning: Any) -> defer.Deferred:
+    def _set_binning(self, binning: Any) -> defer.Deferred[str]:
         self._check_idle("the binning")
         if isinstance(binning, int) and not isinstance(binning, bool):
             binning = f"{binning}x{binning}"
@@ -415,7 +442,7 @@ class AndorCamera:
     # ---- acquisition ----
 
     def start(self, purpose: str, n_buffers: int, frame_rate: float | None = None, trigger_mode: str | None = None,
-              trigger_timeout: float | None = None) -> defer.Deferred:
+              trigger_timeout: float | None = None) -> defer.Deferred[Layout]:
         """Take the camera for ``purpose`` and start a continuous acquisition with ``n_buffers`` queued,
         at ``frame_rate`` (Internal mode) or on triggers (``trigger_mode``; each waited for at most
         ``trigger_timeout`` seconds). Fires with the ``Layout``; settings cannot change until ``stop``.
@@ -425,7 +452,7 @@ class AndorCamera:
         return defer.maybeDeferred(self._begin, purpose, n_buffers, frame_rate, trigger_mode, trigger_timeout)
 
     def _begin(self, purpose: str, n_buffers: int, frame_rate: float | None, trigger_mode: str | None,
-               trigger_timeout: float | None) -> defer.Deferred:
+               trigger_timeout: float | None) -> defer.Deferred[Layout]:
         if frame_rate is not None:
             frame_rate = features.coerce("FrameRate", "float", frame_rate)
         mode = trigger_mode or "Internal"
@@ -441,9 +468,9 @@ class AndorCamera:
         d.addErrback(self._release)
         return d
 
-    def _release(self, failure: Failure) -> Failure:
+    def _release(self, result: _T) -> _T:
         self.acquiring = None
-        return failure
+        return result
 
     def _arm(self, n_buffers: int, frame_rate: float | None, mode: str, trigger_timeout: float | None) -> Layout:
         """In the SDK thread: configure, anchor the clock, queue buffers, start. Returns the layout."""
@@ -546,11 +573,11 @@ class AndorCamera:
                                  self._now_ns)
         return anchor_from(brackets), self._host_clock()
 
-    def stop(self) -> defer.Deferred:
+    def stop(self) -> defer.Deferred[TimeBase | None]:
         """Stop the acquisition and free the camera (even if stopping fails). Fires with the
         acquisition's ``TimeBase`` (None if its frames carry no time stamps)."""
         d = self._call(self._stop)
-        d.addBoth(lambda result: (setattr(self, "acquiring", None), result)[1])
+        d.addBoth(self._release)
         return d
 
     def _stop(self) -> TimeBase | None:
@@ -577,12 +604,12 @@ class AndorCamera:
         self._buffer_bytes = None
         self._spare.clear()
 
-    def _queue(self, buf: np.ndarray) -> None:
+    def _queue(self, buf: NDArray[np.uint8]) -> None:
         address = buf.ctypes.data
         self._lib.queue_buffer(self._handle, address, buf.size)
         self._queued[address] = buf
 
-    def give_back(self, buffer: np.ndarray) -> None:
+    def give_back(self, buffer: NDArray[np.uint8]) -> None:
         """A buffer lent with a frame (``next_frames(lend=True)``) is free again. Any thread.
 
         The running acquisition keeps a few to queue again; the rest, and any given back after the
@@ -590,7 +617,7 @@ class AndorCamera:
         if buffer.size == self._buffer_bytes and len(self._spare) < self._spare_max:
             self._spare.append(buffer)
 
-    def software_trigger(self) -> defer.Deferred:
+    def software_trigger(self) -> defer.Deferred[None]:
         """Send a software trigger (TriggerMode Software): the camera exposes one frame."""
         if "SoftwareTrigger" not in self.features:
             return defer.fail(InvalidValue("invalid_option", "this camera has no SoftwareTrigger"))
@@ -598,13 +625,26 @@ class AndorCamera:
             self._not_triggerable)
 
     def _not_triggerable(self, failure: Failure) -> Failure:
-        failure.trap(InvalidValue)
+        failure.trap(InvalidValue)  # type: ignore[no-untyped-call]  # (Twisted's Failure.trap is untyped)
         raise InvalidValue("not_writable", "a software trigger needs an acquisition running with TriggerMode "
                                            "Software (a burst started with trigger \"Software\")")
 
+    @overload
+    def next_frames(self, layout: Layout, first_number: int, max_count: int = 1, pack: None = None,
+                    lend: bool = False) -> defer.Deferred[list[Frame]]: ...
+
+    @overload
+    def next_frames(self, layout: Layout, first_number: int, max_count: int, pack: Callable[[Frame], P],
+                    lend: bool = False) -> defer.Deferred[list[P]]: ...
+
+    @overload
+    def next_frames(self, layout: Layout, first_number: int, max_count: int = 1, *, pack: Callable[[Frame], P],
+                    lend: bool = False) -> defer.Deferred[list[P]]: ...
+
     @defer.inlineCallbacks
     def next_frames(self, layout: Layout, first_number: int, max_count: int = 1,
-                    pack: Callable[[Frame], Frame] | None = None, lend: bool = False) -> Any:
+                    pack: Callable[[Frame], P] | None = None,
+                    lend: bool = False) -> Generator[defer.Deferred[Any], Any, list[Any]]:
         """The next frames of the running acquisition: waits for one (at most ``layout.timeout_s``, or
         ``layout.trigger_timeout_s`` for a trigger), then takes up to ``max_count`` in all of those
         already waiting, in one trip to the SDK thread.
@@ -618,6 +658,7 @@ class AndorCamera:
         trigger = layout.waits_for_trigger(first_number)
         limit = layout.trigger_timeout_s if trigger and layout.trigger_timeout_s else layout.timeout_s
         deadline = self._clock.seconds() + limit
+        frames: list[Any]  # what pack returns
         while True:
             frames, answer = yield self._call(self._take, layout, first_number, max_count, pack or _copy_image, lend)
             if frames:
@@ -631,10 +672,10 @@ class AndorCamera:
                                                           f"(TriggerMode {layout.trigger_mode})")
                 raise CameraTimeout(atcore.TIMEDOUT, f"no frame from the camera within {limit:.1f} s")
             if answer == atcore.NODATA:
-                yield task.deferLater(self._clock, NODATA_RETRY_S, lambda: None)
+                yield _later(self._clock, NODATA_RETRY_S)
 
-    def _take(self, layout: Layout, first_number: int, max_count: int, pack: Callable[[Frame], Frame],
-              lend: bool) -> tuple[list[Frame], int | None]:
+    def _take(self, layout: Layout, first_number: int, max_count: int, pack: Callable[[Frame], P],
+              lend: bool) -> tuple[list[P], int | None]:
         """In the SDK thread: wait one slice for a frame, then take those already there. Returns the
         frames and, if there were none, the SDK's answer (TIMEDOUT or NODATA). A failure after the
         first frame ends the batch; the next call meets it again."""
@@ -655,8 +696,8 @@ class AndorCamera:
                 break
         return frames, None
 
-    def _take_one(self, layout: Layout, frame_number: int, timeout_ms: int, pack: Callable[[Frame], Frame],
-                  lend: bool) -> Frame:
+    def _take_one(self, layout: Layout, frame_number: int, timeout_ms: int, pack: Callable[[Frame], P],
+                  lend: bool) -> P:
         lib = self._lib
         pointer, _ = lib.wait_buffer(self._handle, timeout_ms)
         address = int(lib.ffi.cast("uintptr_t", pointer[0]))
@@ -682,7 +723,7 @@ class AndorCamera:
             self._queue(raw)
         return frame
 
-    def _irig(self, raw: np.ndarray, layout: Layout) -> int:
+    def _irig(self, raw: NDArray[np.uint8], layout: Layout) -> int:
         """UTC nanoseconds of the frame's IRIG-B stamp, read with Andor's utility library."""
         if self.sdk.utility is None:
             raise ValueError("this SDK has no utility library to read IRIG stamps with")
@@ -694,20 +735,20 @@ class AndorCamera:
         when = start + datetime.timedelta(days=day - 1, hours=hours, minutes=minutes, seconds=seconds)
         return int(when.timestamp()) * 10**9 + round(ns)
 
-    def snap(self, exposure_time: float | None = None) -> defer.Deferred:
+    def snap(self, exposure_time: float | None = None) -> defer.Deferred[Frame]:
         """Expose and read one frame (a ``Frame`` with its ``timebase``), optionally setting the
         exposure time first."""
         return defer.maybeDeferred(self._snap, exposure_time)
 
     @defer.inlineCallbacks
-    def _snap(self, exposure_time: float | None) -> Any:
+    def _snap(self, exposure_time: float | None) -> Generator[defer.Deferred[Any], Any, Frame]:
         if exposure_time is not None:
             exposure_time = features.coerce("ExposureTime", "float", exposure_time)
             self._check_idle("the exposure time")
             yield self._call(self._set_checked, "ExposureTime", "float", exposure_time)
         layout = yield self.start("snap", 1)
         try:
-            frames = yield self.next_frames(layout, 0)
+            frames: list[Frame] = yield self.next_frames(layout, 0)
         finally:
             timebase = yield self.stop()
         frame = frames[0]
@@ -715,7 +756,7 @@ class AndorCamera:
             timebase = irig_timebase(frame.ticks, frame.utc_ns, frame.ticks, frame.utc_ns, frame.tick_frequency)
         return replace(frame, timebase=timebase)
 
-    def close(self) -> defer.Deferred:
+    def close(self) -> defer.Deferred[None]:
         """Stop any acquisition, unregister the event callback, close the camera and the library."""
 
         def _close() -> None:
@@ -743,11 +784,18 @@ def irig_timebase(first_ticks: int, first_utc_ns: int, last_ticks: int, last_utc
     return TimeBase(start, end, tick_frequency, clock)
 
 
-def aligned_buffer(size: int) -> np.ndarray:
+def aligned_buffer(size: int) -> NDArray[np.uint8]:
     """A buffer of ``size`` bytes at an 8-byte aligned address, as AT_QueueBuffer requires."""
     raw = np.empty(size + 8, np.uint8)
     offset = -raw.ctypes.data % 8
     return raw[offset : offset + size]
+
+
+def _later(clock: Clock, seconds: float) -> defer.Deferred[None]:
+    """Fires with None after ``seconds`` on ``clock``: ``task.deferLater``, for a clock typed as a Protocol."""
+    d: defer.Deferred[None] = defer.Deferred(lambda _: delayed.cancel())
+    delayed = clock.callLater(seconds, d.callback, None)
+    return d
 
 
 def _copy_image(frame: Frame) -> Frame:

@@ -1,5 +1,9 @@
 """What can go wrong with a camera request, as exceptions the HTTP layer turns into status codes."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from andor_twisted.camera import atcore
 
 
@@ -8,7 +12,7 @@ class CameraError(Exception):
 
     code = "camera_error"
 
-    def __init__(self, message, **details):
+    def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
@@ -21,7 +25,7 @@ class UnknownFeature(CameraError):
 class InvalidValue(CameraError):
     """The request is wrong whatever state the camera is in: wrong type, out of range, not an option."""
 
-    def __init__(self, code, message, **details):
+    def __init__(self, code: str, message: str, **details: Any) -> None:
         super().__init__(message, **details)
         self.code = code
 
@@ -39,7 +43,7 @@ class SDKError(CameraError):
 
     code = "sdk_error"
 
-    def __init__(self, err_code, message):
+    def __init__(self, err_code: int | None, message: str) -> None:
         self.err_code = err_code
         self.sdk_error = atcore.error_name(err_code) if err_code is not None else "unknown"
         super().__init__(message, sdk_error=self.sdk_error)

@@ -5,9 +5,13 @@ acquisition; this reads the JSON object it sends (docs/timing.md) and applies it
 ``andor_twisted.protocol.timebase`` computes the same, and docs/timebase-vectors.json holds both to it.
 """
 
+from __future__ import annotations
+
 import math
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 
 class TimeBase:
@@ -17,7 +21,7 @@ class TimeBase:
     server clock's, and ``utc_reason`` says why.
     """
 
-    def __init__(self, spec):
+    def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
         self.tick_frequency_hz = float(spec["tick_frequency_hz"])
         self._anchors = [(int(a["ticks"]), int(a["utc_ns"]), int(a["half_width_ns"]))
@@ -27,7 +31,7 @@ class TimeBase:
         self.utc_reason = None if self.utc_trusted else clock.get("reason")
         self._clock_error_s = clock["estimated_error_s"] if self.utc_trusted else 0.0
 
-    def _measured(self):
+    def _measured(self) -> bool:
         """Whether the slope measured between the anchors beats the assumed drift bound (as the server)."""
         if len(self._anchors) == 1:
             return False
@@ -35,13 +39,13 @@ class TimeBase:
         errors = h0 + h1 + 2e9 / self.tick_frequency_hz
         return errors / (u1 - u0) * 1e6 <= float(self.spec["assumed_drift_ppm"])
 
-    def _ns_per_tick(self):
+    def _ns_per_tick(self) -> float:
         if not self._measured():
             return 1e9 / self.tick_frequency_hz
         (t0, u0, _), (t1, u1, _) = self._anchors
         return (u1 - u0) / (t1 - t0)
 
-    def utc_ns(self, ticks):
+    def utc_ns(self, ticks: ArrayLike) -> NDArray[np.int64]:
         """UTC nanoseconds (int64) of tick counts."""
         t0, u0, _ = self._anchors[0]
         elapsed = np.asarray(ticks, np.int64) - np.int64(t0)
@@ -49,11 +53,11 @@ class TimeBase:
         whole = math.floor(slope)  # exact in integers; only the fraction of the slope goes through a double
         return elapsed * np.int64(whole) + np.rint(elapsed * (slope - whole)).astype(np.int64) + np.int64(u0)
 
-    def times(self, ticks):
+    def times(self, ticks: ArrayLike) -> NDArray[np.datetime64]:
         """UTC times of tick counts, numpy ``datetime64[ns]``."""
         return self.utc_ns(ticks).view("datetime64[ns]")
 
-    def uncertainty_s(self, ticks):
+    def uncertainty_s(self, ticks: ArrayLike) -> NDArray[np.float64]:
         """How far from UTC each time may be, in seconds (float64)."""
         tick_ns = 1e9 / self.tick_frequency_hz
         t0, _, h0 = self._anchors[0]

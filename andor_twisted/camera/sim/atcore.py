@@ -31,6 +31,7 @@ from andor_twisted.camera import atcore, buffers
 from andor_twisted.camera.sim.device import FFI, IRIG_BLOCK, IRIG_CID, Feature, SimDevice, memory_at
 from andor_twisted.camera.sim.exceptions import ATCoreException, ATUtilityException, fail
 from andor_twisted.camera.sim.models import SIMCAM, CameraModel
+from andor_twisted.camera.sim.timesource import TimeSource
 
 AT_HANDLE_SYSTEM = 1
 SOFTWARE_VERSION = "3.15.30092.2 (simulated)"
@@ -39,7 +40,7 @@ SOFTWARE_VERSION = "3.15.30092.2 (simulated)"
 class SimSystem:
     """What the simulated library knows: its devices, and which are open under which handle."""
 
-    def __init__(self, models: Sequence[CameraModel], time: Any, seed: int = 0):
+    def __init__(self, models: Sequence[CameraModel], time: TimeSource, seed: int = 0):
         self.devices = [SimDevice(model, time, index, seed) for index, model in enumerate(models)]
         self.handles: dict[int, SimDevice] = {}
         self._next_handle = 100
@@ -100,7 +101,7 @@ class ATCore:
             raise fail(atcore.INVALIDHANDLE)
         return device
 
-    def _feature(self, handle: int, name: str, kind: str | None = None) -> Any:
+    def _feature(self, handle: int, name: str, kind: str | None = None) -> Feature:
         if not isinstance(name, str):
             raise TypeError(f"initializer for ctype 'wchar_t *' must be a str, not {type(name).__name__}")
         if handle == AT_HANDLE_SYSTEM:
@@ -125,6 +126,7 @@ class ATCore:
             raise fail(atcore.NOTWRITABLE)
         if kind in ("int", "float") and not feature.min() <= value <= feature.max():
             raise fail(atcore.OUTOFRANGE)
+        assert feature.set is not None  # not read-only
         feature.set(value)
 
     # ---- feature queries ----
@@ -187,6 +189,7 @@ class ATCore:
         feature = self._feature(handle, name, "command")
         if not feature.writable():
             raise fail(atcore.NOTWRITABLE)
+        assert feature.set is not None  # what a command does
         feature.set(None)
 
     def get_string(self, handle: int, name: str, result_length: int = 0) -> str:
@@ -200,7 +203,7 @@ class ATCore:
 
     # ---- enumerations ----
 
-    def _enum(self, handle: int, name: str) -> Any:
+    def _enum(self, handle: int, name: str) -> Feature:
         return self._feature(handle, name, "enum")
 
     def get_enumerated(self, handle: int, name: str) -> int:

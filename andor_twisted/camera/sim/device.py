@@ -13,16 +13,18 @@ import collections
 import math
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import cffi
 import numpy as np
+from numpy.typing import NDArray
 
 from andor_twisted.camera import atcore, buffers
 from andor_twisted.camera.sim.exceptions import fail
 from andor_twisted.camera.sim.models import ENCODING_OPTIONS, EVENTS, TEMPERATURE_STATUSES, TRIGGER_MODES, CameraModel
 from andor_twisted.camera.sim.scene import Scene
 from andor_twisted.camera.sim.timeline import Periodic, Software, Timeline
+from andor_twisted.camera.sim.timesource import TimeSource
 
 AMBIENT = 22.0
 COOLING_TIME_CONSTANT = 20.0  # seconds; the real sensors take minutes, tests and demos do not wait
@@ -40,6 +42,10 @@ def _always() -> bool:
     return True
 
 
+def _no_value() -> Any:
+    raise TypeError("a command has no value")
+
+
 class Feature:
     """A feature as SDK3 presents it: ``kind`` is int, float, bool, enum, string or command."""
 
@@ -49,8 +55,9 @@ class Feature:
                  available: Callable[[str], bool] | None = None, readable: Callable[[], bool] = _always,
                  writable: Callable[[], bool] = _always):
         self.kind = kind
-        self.get, self.set = get, set
-        self.min, self.max = min or get, max or get  # a read-only number's limits are its value
+        self.get: Callable[[], Any] = get or _no_value  # only a command has none
+        self.set = set
+        self.min, self.max = min or self.get, max or self.get  # a read-only number's limits are its value
         self.options = options
         self.implemented = implemented or (lambda option: True)
         self.available = available or (lambda option: True)
@@ -63,7 +70,7 @@ class Feature:
 
 
 class SimDevice:
-    def __init__(self, model: CameraModel, time: Any, index: int, seed: int = 0):
+    def __init__(self, model: CameraModel, time: TimeSource, index: int, seed: int = 0):
         self.model = model
         self.time = time
         self.index = index
@@ -83,7 +90,8 @@ class SimDevice:
             "FanSpeed": model.fan_speeds[-1], "MetadataEnable": 0, "MetadataTimestamp": 0, "MetadataIRIG": 0,
             "EventSelector": "BufferOverflowEvent", "EventEnable": {},
         }
-        self._v.update({name: (default[0] if kind == "enum" else default) for name, kind, default in model.extras})
+        self._v.update({name: (cast("tuple[str, ...]", default)[0] if kind == "enum" else default)
+                        for name, kind, default in model.extras})  # an enum's default: its options
         self._thermal = (AMBIENT, time.now())  # temperature at the last change of cooling, and when
         self._clock_zero = time.now()
         self._queue: collections.deque[tuple[int, int]] = collections.deque()  # (address, size) queued
@@ -106,11 +114,13 @@ class SimDevice:
 
     def _define_features(self) -> dict[str, Feature]:
         m = self.model
-        v = lambda name: (lambda: self._v[name])  # noqa: E731
-        put = lambda name: (lambda value: self._v.__setitem__(name, value))  # noqa: E731
-        const = lambda value: (lambda: value)  # noqa: E731
-        idle = lambda: not self.acquiring()  # noqa: E731
-        internal = lambda: idle() and self._v["TriggerMode"] in ("Internal", "External Start")  # noqa: E731
+        v: Callable[[str], Callable[[], Any]] = lambda name: (lambda: self._v[name])  # noqa: E731
+        put: Callable[[str], Callable[[Any], None]] = (  # noqa: E731
+            lambda name: (lambda value: self._v.__setitem__(name, value)))
+        const: Callable[[object], Callable[[], Any]] = lambda value: (lambda: value)  # noqa: E731
+        idle: Callable[[], bool] = lambda: not self.acquiring()  # noqa: E731
+        internal: Callable[[], bool] = (  # noqa: E731
+            lambda: idle() and self._v["TriggerMode"] in ("Internal", "External Start"))
         F = Feature
         f: dict[str, Feature] = {
             "ExposureTime": F("float", v("ExposureTime"), self._set_exposure, min=const(m.exposure_min_s),
@@ -213,7 +223,7 @@ class SimDevice:
                 f[name] = F("string", const(value))
         for name, kind, default in m.extras:
             if kind == "enum":
-                f[name] = F("enum", v(name), put(name), options=default, writable=idle)  # type: ignore[arg-type]
+                f[name] = F("enum", v(name), put(name), options=cast("tuple[str, ...]", default), writable=idle)
             else:
                 f[name] = F(kind, v(name), put(name), min=const(-1e6 if kind == "float" else 0),
                             max=const(1e6 if kind == "float" else 2**31 - 1), writable=idle)
@@ -230,14 +240,14 @@ class SimDevice:
 
     def _readout_time(self) -> float:
         full = dict(self.model.readout_rates)[self._v["PixelReadoutRate"]]
-        rows = self._v["AOIHeight"] * self._v["AOIVBin"]
+        rows: int = self._v["AOIHeight"] * self._v["AOIVBin"]
         factor = 2 if self._v["ElectronicShutteringMode"] == "Global" else 1  # a reference frame is read too
         return factor * full * rows / self.model.sensor_height
 
     def _max_frame_rate(self) -> float:
         """Overlapped readout: the slower of exposing and reading out; without overlap, both in turn."""
         exposure, readout = self._v["ExposureTime"], self._readout_time()
-        cycle = max(exposure, readout) if self._v["Overlap"] or not self.model.overlap else exposure + readout
+        cycle: float = max(exposure, readout) if self._v["Overlap"] or not self.model.overlap else exposure + readout
         return 1.0 / cycle
 
     def _binning(self) -> str:
@@ -264,11 +274,14 @@ class SimDevice:
         v = self._v
         if not v["MetadataEnable"]:
             return 0
-        return (buffers.BLOCK_TAIL.size + (buffers.METADATA_BYTES - buffers.BLOCK_TAIL.size) * v["MetadataTimestamp"]
-                + (IRIG_BLOCK.itemsize + buffers.BLOCK_TAIL.size) * v["MetadataIRIG"])
+        timestamps: int = v["MetadataTimestamp"]  # 0/1
+        irig: int = v["MetadataIRIG"]
+        return (buffers.BLOCK_TAIL.size + (buffers.METADATA_BYTES - buffers.BLOCK_TAIL.size) * timestamps
+                + (IRIG_BLOCK.itemsize + buffers.BLOCK_TAIL.size) * irig)
 
     def _image_size(self) -> int:
-        return self._stride() * self._v["AOIHeight"] + self._metadata_bytes()
+        height: int = self._v["AOIHeight"]
+        return self._stride() * height + self._metadata_bytes()
 
     def _bits(self) -> int:
         return dict(self.model.gains)[self._v["Gain"]]
@@ -508,9 +521,9 @@ class SimDevice:
                            int(year.astype(int)) + 1970 - 2000)], IRIG_BLOCK)
         end = offset + IRIG_BLOCK.itemsize
         buf[offset:end] = block.view(np.uint8)
-        buffers.BLOCK_TAIL.pack_into(memoryview(buf).cast("B"), end, IRIG_CID, IRIG_BLOCK.itemsize + 4)
+        buffers.BLOCK_TAIL.pack_into(buffers.byte_view(buf), end, IRIG_CID, IRIG_BLOCK.itemsize + 4)
 
 
-def memory_at(address: int, size: int) -> np.ndarray:
+def memory_at(address: int, size: int) -> NDArray[np.uint8]:
     """The ``size`` bytes of host memory at ``address`` as a uint8 array: where the camera writes."""
-    return np.frombuffer(FFI.buffer(FFI.cast("unsigned char *", address), size), np.uint8)
+    return np.frombuffer(memoryview(FFI.buffer(FFI.cast("unsigned char *", address), size)), np.uint8)

@@ -21,6 +21,7 @@ What a model does when its on-head memory is full (``when_full``) is not settled
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 GIB = 1024**3
 WHEN_FULL = ("throttle", "abort", "hang", "error")
@@ -90,7 +91,8 @@ class CameraModel:
 
     def with_overrides(self, **changes: object) -> CameraModel:
         """This model with the command line's --sim-* values where given (None: keep the model's)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        kept: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}  # replace() checks the names
+        return replace(self, **kept)
 
     @property
     def readout_s(self) -> float:

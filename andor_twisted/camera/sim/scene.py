@@ -6,7 +6,12 @@ pixel depth. Everything that does not change from frame to frame is computed onc
 a frame then costs one array addition plus a few small patches.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 DARK_OFFSET = 100
 BACKGROUND_RATE = 4.0e4  # counts per second per pixel, at the brightest
@@ -20,7 +25,7 @@ _GLYPHS = [np.array([int(c) for c in bits], bool).reshape(5, 3) for bits in _FON
 
 
 class Scene:
-    def __init__(self, sensor_width, sensor_height, seed=0):
+    def __init__(self, sensor_width: int, sensor_height: int, seed: int = 0) -> None:
         self.sensor_width = sensor_width
         self.sensor_height = sensor_height
         self.seed = seed
@@ -31,10 +36,11 @@ class Scene:
             rng.uniform(-150, 150, n), rng.uniform(-150, 150, n),  # pixels per second
             rng.uniform(0.3, 1.0, n),  # brightness
         ])
-        self._noise_cache = {}
-        self._painter = None
+        self._noise_cache: dict[tuple[int, float], NDArray[np.uint16]] = {}
+        self._painter: tuple[tuple[Any, ...], Painter] | None = None
 
-    def painter(self, left, top, width, height, hbin, vbin, exposure, max_value):
+    def painter(self, left: int, top: int, width: int, height: int, hbin: int, vbin: int, exposure: float,
+                max_value: int) -> Painter:
         """A Painter for frames of this AOI (1-based sensor coordinates, size in super-pixels); the last
         one is kept, since acquisitions usually repeat the settings of the one before."""
         key = (left, top, width, height, hbin, vbin, exposure, max_value)
@@ -42,7 +48,7 @@ class Scene:
             self._painter = (key, Painter(self, *key))
         return self._painter[1]
 
-    def noise(self, size, sigma):
+    def noise(self, size: int, sigma: float) -> NDArray[np.uint16]:
         """A bank of noise values, drawn once per size and level and reused at shifting offsets."""
         key = (size, round(sigma, 1))
         if key not in self._noise_cache:
@@ -54,7 +60,8 @@ class Scene:
 
 
 class Painter:
-    def __init__(self, scene, left, top, width, height, hbin, vbin, exposure, max_value):
+    def __init__(self, scene: Scene, left: int, top: int, width: int, height: int, hbin: int, vbin: int,
+                 exposure: float, max_value: int) -> None:
         self.scene = scene
         self.left, self.top, self.hbin, self.vbin = left - 1, top - 1, hbin, vbin
         self.shape = (height, width)
@@ -73,17 +80,17 @@ class Painter:
         self.spot_peak = SPOT_RATE * gain
         self.digit_value = min(int(DARK_OFFSET + 0.6 * (max_value - DARK_OFFSET)), max_value)
         self.digit_scale = max(1, min(height, width) // 160)  # small: auto-contrast should see the scene
-        self._clean_digits = None
+        self._clean_digits: NDArray[np.uint16] | None = None
         self._glyphs = [np.kron(glyph, np.ones((self.digit_scale,) * 2, bool)) for glyph in _GLYPHS]
 
-    def paint(self, frame_number, t, out):
+    def paint(self, frame_number: int, t: float, out: NDArray[np.uint16]) -> NDArray[np.uint16]:
         """Write frame ``frame_number``, exposed ``t`` seconds into the acquisition, into ``out``
         (a uint16 array of this painter's shape, possibly a strided view into an SDK buffer)."""
         self._scene(frame_number, t, out)
         self._digits(out, frame_number)
         return out
 
-    def restamp(self, frame_number, out, shown):
+    def restamp(self, frame_number: int, out: NDArray[np.uint16], shown: int) -> NDArray[np.uint16]:
         """Turn ``out``, which holds this painter's static frame ``shown``, into its frame
         ``frame_number`` by redrawing only the digits that differ (for the ideal camera: next to no
         per-frame cost)."""
@@ -102,7 +109,7 @@ class Painter:
                 self._stamp(out, int(digit), i)
         return out
 
-    def _scene(self, frame_number, t, out):
+    def _scene(self, frame_number: int, t: float, out: NDArray[np.uint16]) -> NDArray[np.uint16]:
         height, width = self.shape
         offset = (frame_number * 7919) % 65536
         noise = self.noise[offset : offset + height * width].reshape(height, width)
@@ -113,7 +120,7 @@ class Painter:
             self._spot(out, x, y, brightness * self.spot_peak)
         return out
 
-    def _spot(self, out, x, y, peak):
+    def _spot(self, out: NDArray[np.uint16], x: float, y: float, peak: float) -> None:
         height, width = self.shape
         reach = 3 * SPOT_SIGMA
         # spot centre in super-pixel coordinates of this AOI
@@ -129,11 +136,11 @@ class Painter:
         window = out[y0:y1, x0:x1]
         window[...] = np.minimum(window + blob, self.max_value)
 
-    def _digits(self, out, number):
+    def _digits(self, out: NDArray[np.uint16], number: int) -> None:
         for i, ch in enumerate(str(number)):
             self._stamp(out, int(ch), i)
 
-    def _stamp(self, out, digit, position):
+    def _stamp(self, out: NDArray[np.uint16], digit: int, position: int) -> None:
         s = self.digit_scale
         x, y = (2 + 4 * position) * s, 2 * s
         glyph = self._glyphs[digit]

@@ -26,7 +26,7 @@ OVERFLOW_SLOTS = 2
 FORGET_EVERY = 4096  # frames; a continuous acquisition (the live view) runs for days
 
 
-class History(list):  # type: ignore[type-arg]
+class History(list[float]):
     """Per-frame times indexed by frame number, which can forget its oldest entries (``forget_before``)
     and still be indexed by frame number."""
 
@@ -37,7 +37,7 @@ class History(list):  # type: ignore[type-arg]
     def __len__(self) -> int:
         return self.base + super().__len__()
 
-    def __getitem__(self, k):  # type: ignore[no-untyped-def]
+    def __getitem__(self, k: int) -> float:  # type: ignore[override]  # by frame number: never a slice
         if 0 <= k < self.base:
             raise IndexError(f"frame {k}'s time was forgotten (kept from frame {self.base})")
         return super().__getitem__(k if k < 0 else k - self.base)

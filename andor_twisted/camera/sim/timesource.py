@@ -8,11 +8,21 @@ driver reads it (``time.time_ns`` in production).
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
 from twisted.internet.task import Clock
 
 # where a test's clock starts in UTC: 2026-12-01T00:00:00Z
 CLOCK_EPOCH_NS = 1_796_083_200 * 10**9
+
+
+class TimeSource(Protocol):
+    """What the simulated camera needs of its time: ``SystemTime`` or ``ClockTime``."""
+
+    def now(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+    def utc_ns(self, t: float) -> int: ...
+    def host_ns(self) -> int: ...
 
 
 class SystemTime:
