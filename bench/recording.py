@@ -113,7 +113,8 @@ def main():
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
-    print(f"\nbest of {args.rounds} rounds, about {args.megabytes:.0f} MB a run, in {args.dir or tempfile.gettempdir()}")
+    where = args.dir or tempfile.gettempdir()
+    print(f"\nbest of {args.rounds} rounds, about {args.megabytes:.0f} MB a run, in {where}")
     print(f"{'frames':10s} {'method':9s} {'MB/s':>7s} {'frames/s':>9s} {'vs none':>8s} {'vs raw':>7s}  goal")
     for width, height in SIZES:
         frame_mb = width * height * 2 / 1e6
@@ -126,7 +127,8 @@ def main():
             goal = GOAL.get(method)
             verdict = "" if goal is None or not none else \
                 f"{goal} of none: {'met' if rate / none >= goal else 'NOT met'}"
-            print(f"{width}x{height:<5d} {method:9s} {rate:7.0f} {rate / frame_mb:9.0f} {versus_none} {versus_raw}  {verdict}")
+            print(f"{width}x{height:<5d} {method:9s} {rate:7.0f} {rate / frame_mb:9.0f} {versus_none} {versus_raw}  "
+                  f"{verdict}")
 
 
 if __name__ == "__main__":

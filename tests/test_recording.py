@@ -199,7 +199,7 @@ class RecordingFixture:
     def record(self, fmt, images, ledger_rows, metadata=METADATA, **kwargs):
         rec = open_recording(self.path(fmt), shape=SHAPE, dtype=images[0].dtype, metadata=metadata,
                              progress=False, **kwargs)
-        for image, row in zip(images, ledger_rows):
+        for image, row in zip(images, ledger_rows, strict=True):
             rec.append(image, row)
         return rec
 
@@ -241,7 +241,7 @@ class FormatTests(RecordingFixture, unittest.TestCase):
         # OME-XML: a Plane per frame in the file (the lost one has none), timed from DATE-OBS
         planes = ome_root(self.path("ome-tiff")).findall(f"{OME}Image/{OME}Pixels/{OME}Plane")
         self.assertEqual([p.get("TheT") for p in planes], ["0", "1", "2"])
-        self.assertEqual(planes[0].get("DeltaT"), repr((0.5 - 0.123456789)))
+        self.assertEqual(planes[0].get("DeltaT"), repr(0.5 - 0.123456789))
 
     def test_unsigned_32_bit_frames(self):
         """Mono32 frames (uint32, to the top of their range) survive every format, FITS's BZERO included."""
@@ -308,7 +308,7 @@ class FormatTests(RecordingFixture, unittest.TestCase):
             from ome_zarr.io import parse_url
             from ome_zarr.reader import Reader
         except ImportError:
-            raise unittest.SkipTest("ome-zarr is not installed")
+            raise unittest.SkipTest("ome-zarr is not installed") from None
         node = next(iter(Reader(parse_url(path))()))
         self.assertTrue(np.array_equal(np.asarray(node.data[0]), np.array(images)))
 
@@ -344,12 +344,14 @@ class ApiTests(RecordingFixture, unittest.TestCase):
         """The extension picks the format (.ome.tif before .tif); format= overrides it; an unknown
         extension is refused with the supported ones named."""
         for name, kind in (("a.h5", "hdf5"), ("a.HDF5", "hdf5"), ("a.zarr", "zarr"), ("a.ome.zarr", "zarr"),
-                           ("a.fit", "fits"), ("a.tiff", "tiff"), ("a.ome.tiff", "ome-tiff"), ("a.ome.tif", "ome-tiff")):
+                           ("a.fit", "fits"), ("a.tiff", "tiff"), ("a.ome.tiff", "ome-tiff"),
+                           ("a.ome.tif", "ome-tiff")):
             self.assertEqual(recording._format_for(name, None), kind, name)
         self.assertEqual(recording._format_for("a.dat", "HDF5"), "hdf5")
         with self.assertRaises(ValueError) as caught:
             open_recording(os.path.join(self.dir, "a.dat"), shape=SHAPE, dtype="u2", metadata={})
-        self.assertIn(".h5, .hdf5, .zarr, .ome.zarr, .fits, .fit, .tif, .tiff, .ome.tif, .ome.tiff", str(caught.exception))
+        self.assertIn(".h5, .hdf5, .zarr, .ome.zarr, .fits, .fit, .tif, .tiff, .ome.tif, .ome.tiff",
+                      str(caught.exception))
         with self.assertRaises(ValueError):
             open_recording(self.path("fits"), shape=SHAPE, dtype="u2", metadata={}, format="png")
         self.record("hdf5", frames(1), rows(1)).close()
@@ -426,7 +428,7 @@ class ApiTests(RecordingFixture, unittest.TestCase):
         self.assertEqual(err.getvalue(), "")
         rec = open_recording(self.path("hdf5"), shape=SHAPE, dtype="u2", metadata={}, expected_frames=2,
                              progress=True)
-        for image, row in zip(frames(2), rows(2)):
+        for image, row in zip(frames(2), rows(2), strict=True):
             rec.append(image, row)
         rec.close()
         self.assertRegex(err.getvalue(), r"rec\.h5: 100%.*2/2.*frame.*0 MB")
@@ -502,7 +504,7 @@ class InterruptionTests(RecordingFixture, unittest.TestCase):
             rec = self.record(fmt, images[:1], rows(1))
             patched = self.fail_after(fmt, rec, 2, errno.ENOSPC)
             with self.assertRaises(RecordingError) as caught:
-                for image, row in zip(images[1:], rows(5)[1:]):
+                for image, row in zip(images[1:], rows(5)[1:], strict=True):
                     rec.append(image, row)
             e = caught.exception
             self.assertIsInstance(e, AndorError)
@@ -522,7 +524,7 @@ class InterruptionTests(RecordingFixture, unittest.TestCase):
     def test_permission_denied(self):
         """A recording in a read-only directory fails at once with RecordingError (EACCES) and leaves
         nothing; a Zarr store whose array folder turns read-only mid-way keeps its complete chunks."""
-        import astropy.io.fits, h5py, tifffile, zarr  # noqa: F401 (nobody cannot read root's Python)
+        import zarr  # noqa: F401 (nobody cannot read root's Python)
 
         readonly = os.path.join(self.dir, "readonly")
         os.makedirs(readonly)
@@ -554,7 +556,7 @@ class MemoryTests(RecordingFixture, unittest.TestCase):
         for fmt in FORMATS:
             rec = open_recording(self.path(fmt), shape=SHAPE, dtype="u2", metadata={}, progress=False)
             start = file_bytes(self.path(fmt))
-            for n, (image, row) in enumerate(zip(images, rows(6)), 1):
+            for n, (image, row) in enumerate(zip(images, rows(6), strict=False), 1):
                 rec.append(image, row)
                 self.assertGreaterEqual(file_bytes(self.path(fmt)) - start, n * rec.frame_bytes, (fmt, n))
             rec.close()

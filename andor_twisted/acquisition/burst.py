@@ -24,13 +24,8 @@ from andor_twisted.acquisition.arbiter import Arbiter, Grant, Purpose
 from andor_twisted.acquisition.contracts import CameraSource, Clock, DelayedCall
 from andor_twisted.acquisition.frames import BurstFrame
 from andor_twisted.acquisition.spool import Spool
-<<<<<<< HEAD
 from andor_twisted.camera.driver import AndorCamera, Frame, Layout, irig_timebase
 from andor_twisted.camera.errors import CameraError, CameraOverflow, CameraTimeout, InvalidValue, TriggerTimeout
-=======
-from andor_twisted.camera.driver import AndorCamera, Frame, Layout
-from andor_twisted.camera.errors import CameraError, InvalidValue
->>>>>>> types
 from andor_twisted.protocol import frames as frame_format
 from andor_twisted.protocol import plan as planning
 from andor_twisted.protocol.burst import BurstState, BurstStatus, FrameTiming, Lifecycle
