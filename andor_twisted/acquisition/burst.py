@@ -77,7 +77,7 @@ class Burst:
         self.timebase: TimeBase | None = None  # how ticks map to UTC: from the start anchor, then both anchors
         self.plan: planning.Plan | None = None
         self.spool_was_full = False  # the capture once stopped taking frames off the camera
-        self._irig: list[BurstFrame] = []  # the first and the last frame stamped with IRIG-B time
+        self._irig: list[tuple[int, int]] = []  # (ticks, UTC ns) of the first and last frames with IRIG-B time
 
     @property
     def state(self) -> BurstState:
@@ -140,7 +140,8 @@ class Burst:
                 for frame in batch:
                     self.timing.exposed(frame.ticks)
                     if frame.utc_ns is not None and frame.ticks is not None:
-                        self._irig = [self._irig[0] if self._irig else frame, frame]
+                        stamp = (frame.ticks, frame.utc_ns)
+                        self._irig = [self._irig[0] if self._irig else stamp, stamp]
                     self.spool.put(frame)
             self.took_s = self.clock.seconds() - self.started_at
             self.log.info("taking {n} frames took {took:.3f}s", n=self.frames, took=self.took_s)
@@ -156,9 +157,8 @@ class Burst:
         try:
             timebase = yield self.camera.stop()
             if self._irig and self.layout is not None and self.layout.tick_frequency:
-                first, last = self._irig
-                self.timebase = irig_timebase(first.ticks, first.utc_ns, last.ticks, last.utc_ns,
-                                              self.layout.tick_frequency)
+                (first_ticks, first_utc), (last_ticks, last_utc) = self._irig
+                self.timebase = irig_timebase(first_ticks, first_utc, last_ticks, last_utc, self.layout.tick_frequency)
             elif timebase is not None:
                 self.timebase = timebase
         except Exception as e:

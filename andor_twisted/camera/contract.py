@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from andor_twisted.protocol.plan import WhenFull
+
 
 class ATCoreLike(Protocol):
     """pyAndorSDK3's ATCore: handles are ints, booleans and ``is_*`` answers the ints 0/1; every
@@ -69,7 +71,7 @@ class CameraFacts:
     (``protocol.plan.WhenFull``: "throttle", "overflow" or "unknown")."""
 
     onhead_bytes: int | None  # None: not known
-    when_full: str
+    when_full: WhenFull
 
 
 def known_facts(model: str) -> CameraFacts:

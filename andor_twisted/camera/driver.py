@@ -540,10 +540,11 @@ class AndorCamera:
         facts = self.sdk.facts(self.device.model or "")
         return planning.Camera(frame_bytes=layout.size, frame_rate=layout.frame_rate,
                                link_frame_rate=layout.link_frame_rate, onhead_bytes=facts.onhead_bytes,
-                               when_full=facts.when_full,  # type: ignore[arg-type]
+                               when_full=facts.when_full,
                                arm_s=self.arm_s, exposure_s=layout.exposure, readout_s=layout.readout or 0.0)
 
-    def plan_inputs(self, frame_rate: float | None, trigger_mode: str) -> defer.Deferred:
+    def plan_inputs(self, frame_rate: float | None,
+                    trigger_mode: str) -> defer.Deferred[tuple[planning.Camera, str, int, int]]:
         """The plan's view of the camera as it is now, at ``frame_rate`` (checked against its limits):
         fires with (plan.Camera, pixel dtype code, height, width)."""
         return defer.maybeDeferred(lambda: self._call(self._plan_inputs, frame_rate, trigger_mode))

@@ -249,7 +249,7 @@ class Camera:
         bytes, whether it fits the camera's on-head memory, and the slowest reader that keeps every frame
         on time."""
         request = _burst_request(frames, fps, serverSpool, trigger, None, reader_rate)
-        return self._post("burst", {**request, "dry_run": True})["plan"]  # type: ignore[no-any-return]
+        return self._post("burst", {**request, "dry_run": True})["plan"]
 
     def trigger(self) -> None:
         """A software trigger for the running burst (one started with ``trigger="Software"``)."""
