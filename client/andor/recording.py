@@ -56,6 +56,8 @@ Every FITS file also has TIMESYS = 'UTC' (the time scale of DATE-OBS and of the 
 The libraries are imported only for the format used: ``pip install 'andor-client[record]'`` brings them.
 """
 
+from __future__ import annotations
+
 import errno as errno_codes
 import importlib
 import io
@@ -68,18 +70,30 @@ import sys
 import time
 import warnings
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import ModuleType, TracebackType
+from typing import Any, Literal, SupportsInt, TypeVar, Union, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from andor.errors import RecordingError
 
 LEDGER_DTYPE = np.dtype([("frame", "<i8"), ("ticks", "<i8"), ("time", "<M8[ns]"), ("late", "?"),
                          ("late_by_s", "<f8"), ("lost", "?")])
+_LEDGER_FIELDS: tuple[str, ...] = LEDGER_DTYPE.names or ()  # its field names (never None: numpy's types say maybe)
 # HDF5 has no datetime type: there ``time`` is int64 nanoseconds since 1970-01-01T00:00:00 UTC (NaT is
 # -2**63, as in numpy), the same bytes viewed as integers.
 STORED_LEDGER_DTYPE = np.dtype([(name, "<i8" if name == "time" else LEDGER_DTYPE[name])
-                                for name in LEDGER_DTYPE.names])
+                                for name in _LEDGER_FIELDS])
 TIME_NOTE = "time: UTC exposure start, int64 ns since 1970-01-01T00:00:00 UTC; -9223372036854775808 = unknown"
+# type aliases, evaluated at run time: Union, as the client runs on Python 3.9 too
+# a ledger row as ``append`` takes it: a LEDGER_DTYPE record, a dict of its fields or a tuple in their order
+LedgerRow = Union[np.void, dict[str, Any], Sequence[Any]]  # noqa: UP007
+# metadata as a recording keeps it (``clean_metadata``)
+MetadataValue = Union[str, int, float, bool]  # noqa: UP007
+Metadata = dict[str, MetadataValue]
+_R = TypeVar("_R", bound="Recording")
 
 EXTENSIONS = {".h5": "hdf5", ".hdf5": "hdf5", ".zarr": "zarr", ".ome.zarr": "zarr", ".fits": "fits",
               ".fit": "fits", ".tif": "tiff", ".tiff": "tiff", ".ome.tif": "ome-tiff", ".ome.tiff": "ome-tiff"}
@@ -120,8 +134,9 @@ METADATA_CARDS = {
 _DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)?$")
 
 
-def open_recording(path, *, shape, dtype, metadata, expected_frames=None, format=None, progress=None,
-                   overwrite=False):
+def open_recording(path: str | os.PathLike[str], *, shape: Iterable[SupportsInt], dtype: DTypeLike,
+                   metadata: Mapping[str, object] | None, expected_frames: int | None = None,
+                   format: str | None = None, progress: bool | None = None, overwrite: bool = False) -> Recording:
     """Create a recording of frames of ``shape`` (height, width) and ``dtype`` at ``path``.
 
     ``metadata`` is the flat dict of the module docstring; ``expected_frames`` sizes the progress bar;
@@ -136,7 +151,8 @@ def open_recording(path, *, shape, dtype, metadata, expected_frames=None, format
     return cls(path, shape, dtype, metadata, expected_frames, progress, overwrite)
 
 
-def ledger_row(frame, ticks=-1, time=None, late=False, late_by_s=0.0, lost=False):
+def ledger_row(frame: int, ticks: int = -1, time: np.datetime64 | str | None = None, late: bool = False,
+               late_by_s: float = 0.0, lost: bool = False) -> np.void:
     """One ledger row (a numpy record of LEDGER_DTYPE); ``time`` is a numpy datetime64, an ISO 8601 UTC
     string or None (unknown)."""
     return _as_row({"frame": frame, "ticks": ticks, "time": time, "late": late, "late_by_s": late_by_s,
@@ -150,9 +166,11 @@ class Recording:
     ``path`` is the file (a directory for Zarr), ``frames_written`` the frames in it so far.
     """
 
-    format = None
+    format: str | None = None
 
-    def __init__(self, path, shape, dtype, metadata, expected_frames, progress, overwrite):
+    def __init__(self, path: str | os.PathLike[str], shape: Iterable[SupportsInt], dtype: DTypeLike,
+                 metadata: Mapping[str, object] | None, expected_frames: int | None, progress: bool | None,
+                 overwrite: bool) -> None:
         self.path = os.fspath(path)
         self.shape = tuple(int(n) for n in shape)
         if len(self.shape) != 2 or min(self.shape) < 1:
@@ -167,7 +185,7 @@ class Recording:
         self._rows = np.empty(16, LEDGER_DTYPE)
         self._flushed_rows = 0
         self._last_flush = time.monotonic()
-        self._failed = None
+        self._failed: RecordingError | None = None
         self._closed = False
         self._load()
         _make_room(self.path, overwrite)
@@ -179,13 +197,14 @@ class Recording:
             raise self._error("cannot create the recording", e, created=False) from e
         self._bar = _progress_bar(progress, expected_frames, self.path)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path!r}: {self.frames_written} frames written>"
 
-    def __enter__(self):
+    def __enter__(self: _R) -> _R:
         return self
 
-    def __exit__(self, typ, value, traceback):
+    def __exit__(self, typ: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> Literal[False]:
         if typ is None:
             self.close()
             return False
@@ -197,11 +216,11 @@ class Recording:
         return False
 
     @property
-    def ledger(self):
+    def ledger(self) -> NDArray[np.void]:
         """The ledger rows appended so far (a copy)."""
         return self._rows[:self.frames_written].copy()
 
-    def append(self, image, ledger_row):
+    def append(self, image: ArrayLike, ledger_row: LedgerRow) -> None:
         """Write one frame now, with its ledger row (a LEDGER_DTYPE record, a dict of its fields or a
         tuple in their order). Raises ValueError for a frame of another shape or type, RecordingError
         when the write fails (the file keeps the frames written before)."""
@@ -241,7 +260,8 @@ class Recording:
                 raise self._failed from e
             self._flushed_rows = self.frames_written
 
-    def close(self, ledger=None, metadata=None):
+    def close(self, ledger: NDArray[np.void] | list[LedgerRow] | None = None,
+              metadata: Mapping[str, object] | None = None) -> None:
         """Finish the file: the final ``ledger`` (default: the rows appended) and the metadata updated with
         ``metadata`` (such as the burst's summary). Raises RecordingError if the disk refuses, after
         leaving the file readable with the frames written; ValueError (after finishing the file with the
@@ -273,26 +293,26 @@ class Recording:
 
     # ---- what each format does ----
 
-    def _load(self):
+    def _load(self) -> None:
         """Import the format's library (ImportError naming the extra that brings it)."""
 
-    def _open(self):
+    def _open(self) -> None:
         raise NotImplementedError
 
-    def _write(self, image):
+    def _write(self, image: NDArray[Any]) -> None:
         """Write ``image`` as frame number ``self.frames_written`` (counting from 0) before returning."""
         raise NotImplementedError
 
-    def _flush(self, rows):
+    def _flush(self, rows: NDArray[np.void]) -> None:
         """Make the ledger ``rows`` appended since the last flush durable (HDF5 and Zarr)."""
 
-    def _finish(self, ledger, metadata):
+    def _finish(self, ledger: NDArray[np.void], metadata: Metadata) -> None:
         """Write the final ledger and metadata, repair a failed write, close every file."""
         raise NotImplementedError
 
     # ---- helpers ----
 
-    def _error(self, action, e, created=True):
+    def _error(self, action: str, e: OSError, created: bool = True) -> RecordingError:
         n = self.frames_written
         name = errno_codes.errorcode.get(e.errno, "") if e.errno else ""
         cause = f"{e.strerror or e}" + (f" [{name}]" if name else "")
@@ -300,7 +320,7 @@ class Recording:
         return RecordingError(f"recording {self.path}: {action} after {n} frame{'s' * (n != 1)}: {cause}{kept}",
                               path=self.path, frames_written=n, errno=e.errno)
 
-    def _warn_if_no_room(self):
+    def _warn_if_no_room(self) -> None:
         if not self.expected_frames:
             return
         try:
@@ -321,10 +341,10 @@ class Hdf5Recording(Recording):
 
     format = "hdf5"
 
-    def _load(self):
+    def _load(self) -> None:
         self._h5py = _need("h5py", "recording to HDF5")
 
-    def _open(self):
+    def _open(self) -> None:
         h5py = self._h5py
         height, width = self.shape
         self._file = f = h5py.File(self.path, "w-")
@@ -343,22 +363,22 @@ class Hdf5Recording(Recording):
             f.close()
             raise
 
-    def _write(self, image):
+    def _write(self, image: NDArray[Any]) -> None:
         n = self.frames_written
         self._frames.resize(n + 1, axis=0)
         self._write_chunk((n, 0, 0), image)
 
-    def _flush(self, rows):
+    def _flush(self, rows: NDArray[np.void]) -> None:
         self._write_ledger(rows, start=self._ledger.shape[0])
         self._file.flush()
 
-    def _write_ledger(self, rows, start):
+    def _write_ledger(self, rows: NDArray[np.void], start: int) -> None:
         self._ledger.resize(start + len(rows), axis=0)
         if len(rows):
             self._ledger[start:] = rows.view(STORED_LEDGER_DTYPE)
 
-    def _finish(self, ledger, metadata):
-        def set_attrs():
+    def _finish(self, ledger: NDArray[np.void], metadata: Metadata) -> None:
+        def set_attrs() -> None:
             for key in set(self._file.attrs) - set(metadata):
                 del self._file.attrs[key]
             self._file.attrs.update(metadata)
@@ -386,10 +406,10 @@ class ZarrRecording(Recording):
 
     format = "zarr"
 
-    def _load(self):
+    def _load(self) -> None:
         self._zarr = _need("zarr", "recording to OME-Zarr")
 
-    def _open(self):
+    def _open(self) -> None:
         height, width = self.shape
         self.frames_per_chunk = k = max(1, ZARR_CHUNK_BYTES // self.frame_bytes)
         self._root = root = self._zarr.open_group(self.path, mode="w-", zarr_format=2)
@@ -399,7 +419,7 @@ class ZarrRecording(Recording):
         group = root.create_group("ledger")
         self._columns = {name: group.create_array(name, shape=(0,), chunks=(LEDGER_CHUNK,), compressors=None,
                                                   dtype=LEDGER_DTYPE[name])
-                         for name in LEDGER_DTYPE.names}
+                         for name in _LEDGER_FIELDS}
         group.attrs["time"] = "UTC exposure start; NaT = unknown"
         self._set_attrs(self.metadata)
         self._array_dir = os.path.join(self.path, "0")
@@ -409,10 +429,10 @@ class ZarrRecording(Recording):
         layout = {k: self._zarray.get(k) for k in ("compressor", "filters", "order", "dimension_separator")}
         if layout != {"compressor": None, "filters": None, "order": "C", "dimension_separator": "/"}:
             raise RuntimeError(f"zarr wrote an array layout this recorder does not write: {layout}")
-        self._chunk = None  # (file descriptor, path) of the chunk being filled
-        self._zarray_fd = None
+        self._chunk: tuple[int, str] | None = None  # (file descriptor, path) of the chunk being filled
+        self._zarray_fd: int | None = None
 
-    def _set_attrs(self, metadata):
+    def _set_attrs(self, metadata: Metadata) -> None:
         rate = metadata.get("frame_rate_hz")
         t_axis, t_scale = {"name": "t", "type": "time"}, 1.0
         if isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0:
@@ -424,7 +444,7 @@ class ZarrRecording(Recording):
         }]
         self._root.attrs.put({"multiscales": multiscales, "andor": metadata})
 
-    def _write(self, image):
+    def _write(self, image: NDArray[Any]) -> None:
         chunk, index = divmod(self.frames_written, self.frames_per_chunk)
         if index == 0:
             folder = os.path.join(self._array_dir, str(chunk))
@@ -432,13 +452,15 @@ class ZarrRecording(Recording):
             os.mkdir(os.path.join(folder, "0"))
             path = os.path.join(folder, "0", "0")
             self._chunk = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
+        assert self._chunk is not None  # opened above at the chunk's first frame, closed after its last
         pwrite_all(self._chunk[0], image, index * self.frame_bytes)
         if index == self.frames_per_chunk - 1:
             self._close_chunk(self.frames_per_chunk)
             self._set_length(self.frames_written + 1)
 
-    def _close_chunk(self, frames):
+    def _close_chunk(self, frames: int) -> None:
         """Close the chunk being filled, holding ``frames`` frames (the rest of it zeros); none: remove it."""
+        assert self._chunk is not None
         fd, path = self._chunk
         self._chunk = None
         try:
@@ -450,7 +472,7 @@ class ZarrRecording(Recording):
         if not frames:
             _remove_quietly(path)
 
-    def _set_length(self, n):
+    def _set_length(self, n: int) -> None:
         """Rewrite ``0/.zarray`` in place with length ``n``: one write of the same size (padded with
         spaces, which JSON allows), so it needs no room on the disk and no write to the folder, and a
         reader sees the old or the new text. Replacing the file instead makes ext4 flush the new one,
@@ -462,16 +484,16 @@ class ZarrRecording(Recording):
             self._zarray_size = max(os.fstat(self._zarray_fd).st_size, len(text)) + 24  # 20 more digits
         pwrite_all(self._zarray_fd, text.ljust(self._zarray_size), 0)
 
-    def _flush(self, rows):
+    def _flush(self, rows: NDArray[np.void]) -> None:
         self._write_ledger(rows, start=self._columns["frame"].shape[0])
 
-    def _write_ledger(self, rows, start):
+    def _write_ledger(self, rows: NDArray[np.void], start: int) -> None:
         for name, column in self._columns.items():
             column.resize((start + len(rows),))
             if len(rows):
                 column[start:] = rows[name]
 
-    def _finish(self, ledger, metadata):
+    def _finish(self, ledger: NDArray[np.void], metadata: Metadata) -> None:
         if self._chunk is not None:
             self._close_chunk(self.frames_written % self.frames_per_chunk)
         try:
@@ -502,10 +524,10 @@ class FitsRecording(Recording):
 
     format = "fits"
 
-    def _load(self):
+    def _load(self) -> None:
         self._fits = _need("astropy.io.fits", "recording to FITS")
 
-    def _open(self):
+    def _open(self) -> None:
         code = self.dtype.str[1:]
         if code not in FITS_TYPES:
             raise ValueError(f"FITS cannot hold {self.dtype} pixels")
@@ -514,14 +536,16 @@ class FitsRecording(Recording):
                                 else np.dtype(f">i{self.dtype.itemsize}"))
         cards = self._card_images(self.metadata)
         self._header_size = _round_up(len(cards) + (FITS_SPARE_CARDS + 1) * 80, FITS_BLOCK)
+        header = self._header(cards)
+        assert header is not None  # the header is sized for these cards
         self._file = open(self.path, "xb", buffering=0)
         try:
-            pwrite_all(self._file.fileno(), self._header(cards), 0)
+            pwrite_all(self._file.fileno(), header, 0)
         except BaseException:
             self._file.close()
             raise
 
-    def _cards(self, frames, metadata):
+    def _cards(self, frames: int, metadata: Metadata) -> Any:
         """The primary header's cards (astropy Cards), NAXIS3 the sixth (the one ``_write`` rewrites)."""
         fits = self._fits
         height, width = self.shape
@@ -539,11 +563,11 @@ class FitsRecording(Recording):
         header["TIMESYS"] = ("UTC", "time scale of DATE-OBS and the ledger times")
         for key, value in metadata.items():
             if key == "date_obs":
-                value = re.sub(r"(Z|\+00:00)$", "", value)
+                value = re.sub(r"(Z|\+00:00)$", "", str(value))  # a str (clean_metadata)
             _set_card(header, key, value)
         return header.cards
 
-    def _header(self, text):
+    def _header(self, text: str) -> bytes | None:
         """The primary header of the card images ``text``, blank cards making it the size reserved at
         open; None if they do not fit."""
         room = self._header_size - 80 - len(text)
@@ -551,7 +575,7 @@ class FitsRecording(Recording):
             return None
         return (text + " " * room + "END".ljust(80)).encode("ascii")
 
-    def _write(self, image):
+    def _write(self, image: NDArray[Any]) -> None:
         n = self.frames_written
         if self._bzero:
             np.subtract(image, self.dtype.type(self._bzero), out=self._stored, casting="unsafe")
@@ -564,22 +588,23 @@ class FitsRecording(Recording):
         pwrite_all(fd, bytes(_round_up(end, FITS_BLOCK) - end), end)
         pwrite_all(fd, self._cards_naxis3(n + 1), 5 * 80)
 
-    def _card_images(self, metadata):
+    def _card_images(self, metadata: Metadata) -> str:
         return "".join(card.image for card in self._cards(self.frames_written, metadata))
 
-    def _cards_naxis3(self, frames):
+    def _cards_naxis3(self, frames: int) -> bytes:
         return f"NAXIS3  = {frames:20d} / frames written".ljust(80).encode("ascii")
 
-    def _finish(self, ledger, metadata):
+    def _finish(self, ledger: NDArray[np.void], metadata: Metadata) -> None:
         try:
             end = self._header_size + self.frames_written * self.frame_bytes
             self._file.truncate(end)  # a frame whose write failed
             self._file.truncate(_round_up(end, FITS_BLOCK))  # zeros
             header = self._header(self._card_images(metadata))
-            overflow = {}
+            overflow: Metadata = {}
             if header is None:  # the final metadata does not fit: what came at close goes to LEDGER
                 overflow = {k: v for k, v in metadata.items() if self.metadata.get(k) != v}
                 header = self._header(self._card_images(self.metadata))
+                assert header is not None  # it fitted at open
             pwrite_all(self._file.fileno(), header, 0)
             table = self._ledger_hdu(ledger, overflow)
             data_end = _round_up(end, FITS_BLOCK)
@@ -591,7 +616,7 @@ class FitsRecording(Recording):
         finally:
             self._file.close()
 
-    def _ledger_hdu(self, ledger, overflow):
+    def _ledger_hdu(self, ledger: NDArray[np.void], overflow: Metadata) -> memoryview:
         fits = self._fits
         columns = [
             fits.Column("frame", "K", array=ledger["frame"]),
@@ -619,7 +644,7 @@ class FitsRecording(Recording):
         return out.getbuffer()[len(primary.header.tostring()):]
 
 
-def _set_card(header, key, value):
+def _set_card(header: Any, key: str, value: MetadataValue) -> None:
     """The card of metadata ``key``: its keyword and comment, or HIERARCH ANDOR <key>. A string too long
     for one card is continued (CONTINUE cards) without the comment, which would not fit."""
     keyword, comment = METADATA_CARDS.get(key, ("HIERARCH ANDOR " + key, ""))
@@ -641,20 +666,20 @@ class TiffRecording(Recording):
 
     format = "tiff"
 
-    def _load(self):
+    def _load(self) -> None:
         self._tifffile = _need("tifffile", "recording to TIFF")
 
-    def _open(self):
+    def _open(self) -> None:
         self._file = open(self.path, "xb+", buffering=0)  # read too: a repair reads the last page's IFD
         try:
             self._writer = self._tifffile.TiffWriter(self._file, bigtiff=True)
         except BaseException:
             self._file.close()
             raise
-        self._last_page_at = None  # file offset of the newest page's IFD
-        self._failed_at = None
+        self._last_page_at: int | None = None  # file offset of the newest page's IFD
+        self._failed_at: int | None = None
 
-    def _write(self, image):
+    def _write(self, image: NDArray[Any]) -> None:
         start = self._file.tell()
         first = self.frames_written == 0
         try:
@@ -665,7 +690,7 @@ class TiffRecording(Recording):
             raise
         self._last_page_at = start + start % 2  # tifffile puts the IFD first, on a word boundary
 
-    def _finish(self, ledger, metadata):
+    def _finish(self, ledger: NDArray[np.void], metadata: Metadata) -> None:
         try:
             try:
                 self._writer.close()  # it leaves our file open
@@ -681,8 +706,9 @@ class TiffRecording(Recording):
             return
         self._tifffile.tiffcomment(self.path, self._description(ledger, metadata))
 
-    def _cut_after_last_page(self):
+    def _cut_after_last_page(self) -> None:
         fd = self._file.fileno()
+        assert self._failed_at is not None  # called after a failed write only
         os.ftruncate(fd, self._failed_at)
         if self._last_page_at is None:
             link = 8  # the header's pointer to the first IFD
@@ -691,7 +717,7 @@ class TiffRecording(Recording):
             link = self._last_page_at + 8 + 20 * tags
         os.pwrite(fd, bytes(8), link)
 
-    def _description(self, ledger, metadata):
+    def _description(self, ledger: NDArray[np.void], metadata: Metadata) -> str:
         return _tiff_json(self, ledger, metadata)
 
 
@@ -703,7 +729,7 @@ class OmeTiffRecording(TiffRecording):
 
     format = "ome-tiff"
 
-    def _description(self, ledger, metadata):
+    def _description(self, ledger: NDArray[np.void], metadata: Metadata) -> str:
         return ome_xml(self, ledger, metadata)
 
 
@@ -714,7 +740,7 @@ OME_BINNINGS = {"1x1", "2x2", "4x4", "8x8"}
 NAMESPACE = "andor-twisted/recording"
 
 
-def _tiff_json(recording, ledger, metadata):
+def _tiff_json(recording: Recording, ledger: NDArray[np.void] | None, metadata: Metadata) -> str:
     """The JSON document of TIFF recordings (docs/recording.md). No key may be "shape": tifffile would
     take the file for one of its own "shaped" files."""
     height, width = recording.shape
@@ -722,19 +748,19 @@ def _tiff_json(recording, ledger, metadata):
                 "dtype": recording.dtype.str, "metadata": metadata}
     if ledger is not None:
         document["frames"] = recording.frames_written
-        document["ledger"] = {name: ledger[name].tolist() for name in LEDGER_DTYPE.names if name != "time"}
+        document["ledger"] = {name: ledger[name].tolist() for name in _LEDGER_FIELDS if name != "time"}
         document["ledger"]["time"] = [None if np.isnat(t) else np.datetime_as_string(t, unit="ns") + "Z"
                                       for t in ledger["time"]]
     return json.dumps(document)
 
 
-def ome_xml(recording, ledger, metadata):
+def ome_xml(recording: Recording, ledger: NDArray[np.void], metadata: Metadata) -> str:
     """The OME-XML of an OME-TIFF recording of ``recording.frames_written`` frames."""
     height, width = recording.shape
     n = recording.frames_written
     ET.register_namespace("", OME)
 
-    def q(tag):
+    def q(tag: str) -> str:
         return f"{{{OME}}}{tag}"
 
     root = ET.Element(f"{{{OME}}}OME", {"Creator": "andor-twisted client"})
@@ -742,26 +768,27 @@ def ome_xml(recording, ledger, metadata):
                 if key in metadata}
     if detector:
         instrument = ET.SubElement(root, q("Instrument"), ID="Instrument:0")
-        ET.SubElement(instrument, q("Detector"), ID="Detector:0", **detector)
+        ET.SubElement(instrument, q("Detector"), {"ID": "Detector:0", **detector})
     image = ET.SubElement(root, q("Image"), ID="Image:0", Name=os.path.basename(recording.path))
     if "date_obs" in metadata:
-        ET.SubElement(image, q("AcquisitionDate")).text = metadata["date_obs"]
+        ET.SubElement(image, q("AcquisitionDate")).text = str(metadata["date_obs"])
     if detector:
         ET.SubElement(image, q("InstrumentRef"), ID="Instrument:0")
-    pixels = {"ID": "Pixels:0", "DimensionOrder": "XYZCT", "Type": OME_TYPES[recording.dtype.str[1:]],
-              "SizeX": str(width), "SizeY": str(height), "SizeZ": "1", "SizeC": "1", "SizeT": str(n),
-              "BigEndian": "false", "Interleaved": "false"}
+    pixel_attrs = {"ID": "Pixels:0", "DimensionOrder": "XYZCT", "Type": OME_TYPES[recording.dtype.str[1:]],
+                   "SizeX": str(width), "SizeY": str(height), "SizeZ": "1", "SizeC": "1", "SizeT": str(n),
+                   "BigEndian": "false", "Interleaved": "false"}
     if isinstance(metadata.get("bit_depth"), int):
-        pixels["SignificantBits"] = str(metadata["bit_depth"])
-    pixels = ET.SubElement(image, q("Pixels"), pixels)
+        pixel_attrs["SignificantBits"] = str(metadata["bit_depth"])
+    pixels = ET.SubElement(image, q("Pixels"), pixel_attrs)
     channel = ET.SubElement(pixels, q("Channel"), ID="Channel:0:0", SamplesPerPixel="1")
     if detector:
         settings = {"ID": "Detector:0"}
         if metadata.get("binning") in OME_BINNINGS:
-            settings["Binning"] = metadata["binning"]
+            settings["Binning"] = str(metadata["binning"])
         ET.SubElement(channel, q("DetectorSettings"), settings)
     ET.SubElement(pixels, q("TiffData"), IFD="0", PlaneCount=str(n))
-    start = np.datetime64(re.sub(r"(Z|\+00:00)$", "", metadata["date_obs"]), "ns") if "date_obs" in metadata else None
+    start = (np.datetime64(re.sub(r"(Z|\+00:00)$", "", str(metadata["date_obs"])), "ns") if "date_obs" in metadata
+             else None)
     exposure = metadata.get("exposure_time_s")
     for t, row in enumerate(ledger[~ledger["lost"]]):
         plane = {"TheZ": "0", "TheC": "0", "TheT": str(t)}
@@ -784,11 +811,11 @@ def ome_xml(recording, ledger, metadata):
 
 # ---- shared helpers ----
 
-def clean_metadata(metadata, prefix=""):
+def clean_metadata(metadata: Mapping[str, object] | None, prefix: str = "") -> Metadata:
     """``metadata`` flattened ("outer.inner"), numpy scalars made plain, absent values (None, NaN)
     dropped, ``date_obs`` checked to be ISO 8601 UTC. Other values than str, int, float and bool are
     refused (ValueError)."""
-    out = {}
+    out: Metadata = {}
     for key, value in (metadata or {}).items():
         if not isinstance(key, str) or not key:
             raise ValueError(f"metadata keys are non-empty strings, not {key!r}")
@@ -808,10 +835,10 @@ def clean_metadata(metadata, prefix=""):
     return out
 
 
-def all_of(*steps):
+def all_of(*steps: Callable[[], object]) -> None:
     """Run every step even if one fails (a file that cannot take its length may still take its ledger);
     then raise the first OSError."""
-    first = None
+    first: OSError | None = None
     for step in steps:
         try:
             step()
@@ -821,10 +848,10 @@ def all_of(*steps):
         raise first
 
 
-def pwrite_all(fd, data, offset):
+def pwrite_all(fd: int, data: NDArray[Any] | bytes | bytearray | memoryview, offset: int) -> None:
     """Write all of ``data`` (an array or bytes) at ``offset`` of file descriptor ``fd``, however many
     calls it takes."""
-    view = memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8)) if isinstance(data, np.ndarray) \
+    view = np.ascontiguousarray(data).reshape(-1).view(np.uint8).data if isinstance(data, np.ndarray) \
         else memoryview(data).cast("B")
     while len(view):
         n = os.pwrite(fd, view, offset)
@@ -834,18 +861,18 @@ def pwrite_all(fd, data, offset):
         offset += n
 
 
-def _as_row(row):
+def _as_row(row: LedgerRow) -> np.void:
     if isinstance(row, np.void) and row.dtype == LEDGER_DTYPE:
         return row
     if isinstance(row, dict):
-        unknown = set(row) - set(LEDGER_DTYPE.names)
+        unknown = set(row) - set(_LEDGER_FIELDS)
         if unknown or "frame" not in row:
-            raise ValueError(f"a ledger row has the fields {LEDGER_DTYPE.names} (frame required), not {sorted(row)}")
+            raise ValueError(f"a ledger row has the fields {_LEDGER_FIELDS} (frame required), not {sorted(row)}")
         row = (row["frame"], row.get("ticks", -1), row.get("time"), row.get("late", False),
                row.get("late_by_s", 0.0), row.get("lost", False))
-    row = tuple(row)
-    if len(row) != len(LEDGER_DTYPE.names):
-        raise ValueError(f"a ledger row has {len(LEDGER_DTYPE.names)} fields {LEDGER_DTYPE.names}, not {row!r}")
+    row = tuple(cast("Iterable[Any]", row))  # a record of another dtype is a sequence too (not in numpy's types)
+    if len(row) != len(_LEDGER_FIELDS):
+        raise ValueError(f"a ledger row has {len(_LEDGER_FIELDS)} fields {_LEDGER_FIELDS}, not {row!r}")
     when = row[2]
     if when is None:
         when = np.datetime64("NaT", "ns")
@@ -853,10 +880,10 @@ def _as_row(row):
         when = np.datetime64(re.sub(r"(Z|\+00:00)$", "", when), "ns")
     out = np.zeros((), LEDGER_DTYPE)
     out[()] = (row[0], row[1], when, row[3], row[4], row[5])
-    return out[()]
+    return cast(np.void, out[()])  # a record (numpy's types say an array)
 
 
-def _as_ledger(ledger):
+def _as_ledger(ledger: NDArray[np.void] | list[LedgerRow]) -> NDArray[np.void]:
     ledger = np.asarray(ledger) if not isinstance(ledger, list) else np.array([_as_row(r) for r in ledger],
                                                                                LEDGER_DTYPE)
     if ledger.dtype != LEDGER_DTYPE or ledger.ndim != 1:
@@ -864,17 +891,17 @@ def _as_ledger(ledger):
     return ledger
 
 
-def _span(frames):
+def _span(frames: NDArray[Any]) -> str:
     if not len(frames):
         return "none"
     return f"{frames[0]}..{frames[-1]} ({len(frames)})"
 
 
-def _round_up(n, block):
+def _round_up(n: int, block: int) -> int:
     return -(-n // block) * block
 
 
-def _format_for(path, fmt):
+def _format_for(path: str | os.PathLike[str], fmt: str | None) -> str:
     if fmt is not None:
         kind = FORMAT_NAMES.get(str(fmt).lower().lstrip("."))
         if kind is None:
@@ -888,7 +915,7 @@ def _format_for(path, fmt):
                      f"{', '.join(EXTENSIONS)} (or format=...)")
 
 
-def _make_room(path, overwrite):
+def _make_room(path: str, overwrite: bool) -> None:
     """Refuse an existing ``path`` unless ``overwrite``; then remove it (a directory only if it is a Zarr
     store)."""
     if not os.path.lexists(path):
@@ -904,21 +931,21 @@ def _make_room(path, overwrite):
         os.remove(path)
 
 
-def _remove_quietly(path):
+def _remove_quietly(path: str) -> None:
     try:
         os.remove(path)
     except OSError:
         pass
 
 
-def _need(module, purpose):
+def _need(module: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as e:
         raise ImportError(f"{purpose} needs {module.split('.')[0]}: {INSTALL}") from e
 
 
-def _progress_bar(progress, total, path):
+def _progress_bar(progress: bool | None, total: int | None, path: str) -> Any:
     if progress is None:
         progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
     if not progress:
