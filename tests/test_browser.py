@@ -87,7 +87,7 @@ class PageTests(BrowserTestCase):
             expect(tab.locator("#aoi-width")).to_have_value(str(aoi["value"]["width"]))
             expect(tab.locator("#aoi-height")).to_have_value(str(aoi["value"]["height"]))
             expect(tab.locator("#binning")).to_have_value("1")
-            expect(tab.locator("#setpoint option")).to_contain_text(["-40.00", "-30.00"], timeout=5000)
+            expect(tab.locator("#setpoint option")).to_contain_text(["-30.00", "-40.00"], timeout=5000)
             expect(tab.locator("#temperature")).to_have_text(re.compile(r"^-?\d+\.\d\d °C$"))
             expect(tab.locator("#cooling-status")).to_have_text("Cooler Off")
             expect(tab.locator("#camera-fps")).to_have_text(re.compile(r"fps$"))

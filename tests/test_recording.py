@@ -387,6 +387,8 @@ class ApiTests(RecordingFixture, unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "fields"):
             rec.append(frames(1)[0], {"frame": 1, "color": "red"})
         rec.append(frames(1)[0].astype(">u2"), {"frame": 1})  # big-endian is the same type
+        with self.assertRaisesRegex(ValueError, "OME-TIFF has no pixel type"):  # refused before any file exists
+            open_recording(self.mktemp() + ".ome.tif", shape=SHAPE, dtype="u8", metadata={})
         rec.close()
         with self.assertRaisesRegex(ValueError, "closed"):
             rec.append(frames(1)[0], ledger_row(2))

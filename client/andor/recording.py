@@ -188,6 +188,7 @@ class Recording:
         self._failed: RecordingError | None = None
         self._closed = False
         self._load()
+        self._bar = _progress_bar(progress, expected_frames, self.path)  # before the file: tqdm may be missing
         _make_room(self.path, overwrite)
         self._warn_if_no_room()
         try:
@@ -195,7 +196,6 @@ class Recording:
         except OSError as e:
             self._closed = True
             raise self._error("cannot create the recording", e, created=False) from e
-        self._bar = _progress_bar(progress, expected_frames, self.path)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path!r}: {self.frames_written} frames written>"
@@ -728,6 +728,11 @@ class OmeTiffRecording(TiffRecording):
     so a file cut short reads as a plain TIFF of the frames written."""
 
     format = "ome-tiff"
+
+    def _load(self) -> None:
+        if self.dtype.str[1:] not in OME_TYPES:
+            raise ValueError(f"OME-TIFF has no pixel type for {self.dtype}; record it as .tif, .h5, .zarr or .fits")
+        super()._load()
 
     def _description(self, ledger: NDArray[np.void], metadata: Metadata) -> str:
         return ome_xml(self, ledger, metadata)
