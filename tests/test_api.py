@@ -1,6 +1,7 @@
 """The HTTP API end to end: a real server on a loopback port, driven by the real client."""
 
 import http.client
+import json
 import os
 
 import numpy as np
@@ -101,8 +102,32 @@ class ClientTests(APITestCase):
         self.assertTrue(np.array_equal(tifffile.imread(tiff_path), raw))
         with fits.open(fits_path) as hdus:
             self.assertTrue(np.array_equal(hdus[0].data, raw))
-            self.assertEqual(hdus[0].header["EXPTIME"], 0.01)
-            self.assertEqual(hdus[0].header["TICKFREQ"], 100_000_000)
+            header = hdus[0].header
+            self.assertEqual(header["EXPTIME"], 0.01)
+            self.assertEqual(header["TICKFREQ"], 100_000_000)
+            self.assertEqual((header["TIMESYS"], header["INSTRUME"], header["SERIALNO"]),
+                             ("UTC", "DC-152Q-C00-FI", "SCC-10000"))
+            self.assertEqual((header["AOIWIDTH"], header["BINNING"], header["PIXENCOD"], header["TRIGMODE"]),
+                             (256, "1x1", "Mono16", "Internal"))
+            self.assertIn("COOLSTAT", header)
+            self.assertIn("CCD-TEMP", header)
+            self.assertLess(header["TIMSYER"], 1.0)
+            self.assertTrue(np.datetime64(header["DATE-OBS"].rstrip("Z")) > np.datetime64("2026-01-01"))
+        with tifffile.TiffFile(tiff_path) as tif:
+            metadata = json.loads(tif.pages[0].description)["metadata"]
+        self.assertEqual((metadata["camera_model"], metadata["aoi_height"]), ("DC-152Q-C00-FI", 128))
+        self.assertIn("date_obs", metadata)
+
+    @defer.inlineCallbacks
+    def test_snap_time(self):
+        """A snap says when its exposure started, in UTC with an uncertainty, and on the camera's clock."""
+        before = np.datetime64("now", "ns")
+        frame = yield self.client(self.cam.snap_frame, "5ms")
+        self.assertEqual(frame.image.shape, (128, 256))
+        self.assertEqual(frame.exposure_time, 0.005)
+        self.assertLess(abs((frame.time - before) / np.timedelta64(1, "s")), 5)
+        self.assertLess(frame.time_uncertainty_s, 1.0)
+        self.assertGreater(frame.timestamp, 0)
 
     @defer.inlineCallbacks
     def test_snap_carries_timing(self):

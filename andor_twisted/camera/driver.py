@@ -86,6 +86,7 @@ class Frame:
     buffer: NDArray[np.uint8] | None = None  # the SDK buffer holding the pixels, while it is lent (see next_frames)
     utc_ns: int | None = None  # from the camera's IRIG-B stamp
     timebase: TimeBase | None = None  # for a snap: how its ticks map to UTC
+    settings: dict[str, Any] = field(default_factory=dict)  # for a snap: the camera's settings (Layout.settings)
 
     @property
     def timestamp(self) -> float | None:
@@ -755,7 +756,7 @@ class AndorCamera:
         frame = frames[0]
         if frame.utc_ns is not None and frame.ticks is not None and frame.tick_frequency:
             timebase = irig_timebase(frame.ticks, frame.utc_ns, frame.ticks, frame.utc_ns, frame.tick_frequency)
-        return replace(frame, timebase=timebase)
+        return replace(frame, timebase=timebase, settings=layout.settings)
 
     def close(self) -> defer.Deferred[None]:
         """Stop any acquisition, unregister the event callback, close the camera and the library."""

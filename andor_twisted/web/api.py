@@ -9,7 +9,6 @@ never a traceback page.
 from __future__ import annotations
 
 import functools
-import io
 import json
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.server import Request
+
+from andor.recording import encode_image
 
 from andor_twisted.acquisition.arbiter import Arbiter, Purpose
 from andor_twisted.acquisition.burst import BurstRequest, BurstDiscarded, Bursts, NoSuchBurst
@@ -217,7 +218,7 @@ class CameraAPI(resource.Resource):
                 raise APIError(400, "wrong_type", f"exposure_time is a number of seconds, not {asked!r}") from None
         frame = yield cam.snap(exposure_time)
         exposure = yield cam.get("ExposureTime")
-        snap = Snap(frame, fmt, exposure, self.service.description)
+        snap = Snap(frame, fmt, exposure)
         yield threads.deferToThread(snap.encode)  # copying or writing out a full frame takes a while
         return snap
 
@@ -240,42 +241,44 @@ class CameraAPI(resource.Resource):
 
 
 class Snap:
-    """A snapped frame on its way out: raw pixels with headers, or a TIFF or FITS file."""
+    """A snapped frame on its way out: raw pixels with headers, or a TIFF or FITS file with the same
+    metadata a recording has (``andor.recording``): the camera, its settings, and when the exposure
+    started, in UTC, with its uncertainty."""
 
-    def __init__(self, frame: Frame, fmt: str, exposure: float, camera: str) -> None:
-        self.frame, self.fmt, self.exposure, self.camera = frame, fmt, exposure, camera
+    def __init__(self, frame: Frame, fmt: str, exposure: float) -> None:
+        self.frame, self.fmt = frame, fmt
         self.body = b""
+        self.metadata: dict[str, Any] = {**frame.settings, "exposure_time_s": exposure, "frame_number": 0}
+        if frame.ticks is not None:
+            self.metadata["ticks"] = frame.ticks
+            self.metadata["tick_frequency_hz"] = frame.tick_frequency
+        timebase = frame.timebase
+        if timebase is not None and frame.ticks is not None:
+            utc = timebase.to_datetime64([frame.ticks])[0]
+            self.metadata["date_obs"] = np.datetime_as_string(utc, "ns") + "Z"
+            self.metadata["time_uncertainty_s"] = float(timebase.uncertainty_s([frame.ticks])[0])
+            self.metadata["utc_trusted"] = timebase.utc_trusted
 
     def headers(self) -> dict[str, str]:
-        f = self.frame
+        f, meta = self.frame, self.metadata
         headers = {"X-Andor-Dtype": f.image.dtype.newbyteorder("<").str,
-                   "X-Andor-Shape": "{},{}".format(*f.image.shape), "X-Andor-Exposure-Time": repr(self.exposure)}
+                   "X-Andor-Shape": "{},{}".format(*f.image.shape),
+                   "X-Andor-Exposure-Time": repr(meta["exposure_time_s"])}
         if f.ticks is not None:
             headers["X-Andor-Ticks"] = str(f.ticks)
             headers["X-Andor-Tick-Frequency"] = str(f.tick_frequency)
+        if "date_obs" in meta:
+            headers["X-Andor-Time"] = meta["date_obs"]
+            headers["X-Andor-Time-Uncertainty"] = repr(meta["time_uncertainty_s"])
+            headers["X-Andor-UTC-Trusted"] = "true" if meta["utc_trusted"] else "false"
         return headers
 
     def encode(self) -> None:
         image = self.frame.image
         if self.fmt == "raw":
             self.body = np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("<")).tobytes()
-            return
-        out = io.BytesIO()
-        if self.fmt == "tiff":
-            import tifffile
-
-            tifffile.imwrite(out, image, description=json.dumps(self.headers()), metadata=None)
-        elif self.fmt == "fits":
-            from astropy.io import fits
-
-            hdu = fits.PrimaryHDU(image)
-            hdu.header["EXPTIME"] = (self.exposure, "exposure time [s]")
-            hdu.header["INSTRUME"] = (self.camera[:68], "camera")
-            if self.frame.ticks is not None:
-                hdu.header["TICKS"] = (self.frame.ticks, "camera clock ticks at exposure start")
-                hdu.header["TICKFREQ"] = (self.frame.tick_frequency, "camera clock ticks per second [Hz]")
-            hdu.writeto(out)
-        self.body = out.getvalue()
+        else:
+            self.body = encode_image(image, self.fmt, self.metadata)
 
     def write(self, request: Request) -> None:
         request.setResponseCode(200)

@@ -9,6 +9,7 @@ import http.client
 import json
 import re
 import urllib.parse
+from dataclasses import dataclass
 from collections.abc import Callable
 from email.message import Message
 from typing import Any
@@ -30,6 +31,20 @@ def parse_seconds(value: float | str) -> float:
     if not match:
         raise ValueError(f"{value!r} is not a duration: use seconds or a string like '25ms', '1.5s', '200us'")
     return float(match.group(1)) * _SECONDS_PER[match.group(2)]
+
+
+@dataclass(frozen=True)
+class SnapFrame:
+    """A snapped frame and when its exposure started: ``time`` in UTC (numpy datetime64[ns]) give or take
+    ``time_uncertainty_s`` (``utc_trusted`` False: the server's clock was not synchronised), ``timestamp``
+    in seconds on the camera's clock. None where the camera gives no time."""
+
+    image: np.ndarray
+    time: np.datetime64 | None
+    time_uncertainty_s: float | None
+    utc_trusted: bool | None
+    timestamp: float | None
+    exposure_time: float
 
 
 class Camera:
@@ -185,10 +200,24 @@ class Camera:
 
     def snap(self, exposure_time: float | str | None = None) -> np.ndarray:
         """Expose one frame and return it as a 2-D numpy array (uint16; uint32 for Mono32)."""
+        return self.snap_frame(exposure_time).image
+
+    def snap_frame(self, exposure_time: float | str | None = None) -> SnapFrame:
+        """Expose one frame: its image, and when its exposure started (UTC, with the uncertainty, and on
+        the camera's clock)."""
         headers, data = self._request("GET", "snap", query=_snap_query("raw", exposure_time), into=bytearray)
         shape = tuple(int(n) for n in headers["X-Andor-Shape"].split(","))
         image = np.frombuffer(data, dtype=np.dtype(headers["X-Andor-Dtype"])).reshape(shape)  # writable: a bytearray
-        return image.astype(image.dtype.newbyteorder("="), copy=False)
+        when, ticks, frequency = headers.get("X-Andor-Time"), headers.get("X-Andor-Ticks"), headers.get(
+            "X-Andor-Tick-Frequency")
+        uncertainty = headers.get("X-Andor-Time-Uncertainty")
+        return SnapFrame(
+            image=image.astype(image.dtype.newbyteorder("="), copy=False),
+            time=None if when is None else np.datetime64(when.rstrip("Z"), "ns"),
+            time_uncertainty_s=None if uncertainty is None else float(uncertainty),
+            utc_trusted=None if when is None else headers.get("X-Andor-UTC-Trusted") == "true",
+            timestamp=None if ticks is None or not frequency else int(ticks) / int(frequency),
+            exposure_time=float(headers["X-Andor-Exposure-Time"]))
 
     def snap_file(self, path: str, exposure_time: float | str | None = None) -> str:
         """Snap one frame into a TIFF or FITS file, chosen by the extension of ``path``."""

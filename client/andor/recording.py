@@ -151,6 +151,26 @@ def open_recording(path: str | os.PathLike[str], *, shape: Iterable[SupportsInt]
     return cls(path, shape, dtype, metadata, expected_frames, progress, overwrite)
 
 
+def encode_image(image: NDArray[Any], fmt: str, metadata: Mapping[str, object] | None) -> bytes:
+    """One frame (a snap) as a FITS or TIFF file in memory, its metadata as a recording's (the table
+    above; TIFF: JSON ``{"andor_snap": 1, "metadata": ...}`` in its ImageDescription)."""
+    clean = clean_metadata(metadata)
+    out = io.BytesIO()
+    if fmt == "fits":
+        fits = _need("astropy.io.fits", "FITS files")
+        hdu = fits.PrimaryHDU(image)
+        hdu.header["TIMESYS"] = ("UTC", "time scale of DATE-OBS")
+        for key, value in clean.items():
+            _set_card(hdu.header, key, value)
+        hdu.writeto(out)
+    elif fmt == "tiff":
+        tifffile = _need("tifffile", "TIFF files")
+        tifffile.imwrite(out, image, description=json.dumps({"andor_snap": 1, "metadata": clean}), metadata=None)
+    else:
+        raise ValueError(f"a snap is written as fits or tiff, not {fmt!r}")
+    return out.getvalue()
+
+
 def ledger_row(frame: int, ticks: int = -1, time: np.datetime64 | str | None = None, late: bool = False,
                late_by_s: float = 0.0, lost: bool = False) -> np.void:
     """One ledger row (a numpy record of LEDGER_DTYPE); ``time`` is a numpy datetime64, an ISO 8601 UTC

@@ -1,0 +1,123 @@
+"""``andor``: the everyday jobs from a shell, through the same client a script uses.
+
+    andor snap out.fits [--exposure 10ms]        a snap into a FITS or TIFF file (or .npy)
+    andor burst 1000 --fps 50 --spool 100 -o run.h5
+                                                a burst into a file (HDF5, OME-Zarr, FITS, TIFF), as it comes
+    andor status                                the camera, its temperature, the newest burst
+    andor get FEATURE / andor set FEATURE VALUE  one SDK3 feature (VALUE read as JSON where it parses)
+
+The server is ``--server HOST:PORT`` or $ANDOR_SERVER (default 127.0.0.1:8000). Errors are one line on
+stderr and exit status 1 (2 for bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from andor.camera import Camera, parse_seconds
+from andor.errors import AndorError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cam = Camera(args.server)
+    try:
+        return int(args.run(cam, args) or 0)
+    except (AndorError, OSError, ValueError) as e:
+        print(f"andor: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("andor: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        cam.close()
+
+
+def _snap(cam: Camera, args: argparse.Namespace) -> None:
+    if args.path.endswith(".npy"):
+        np.save(args.path, cam.snap(args.exposure))
+    else:
+        cam.snap_file(args.path, args.exposure)
+    print(args.path)
+
+
+def _burst(cam: Camera, args: argparse.Namespace) -> None:
+    frames = cam.burst(args.frames, args.fps, args.spool, trigger=args.trigger)
+    plan = frames.plan or {}
+    print(f"burst {frames.id}: {args.frames} frames at {frames.fps} fps, {plan.get('regime', 'no plan')}"
+          + (f", about {plan['capture_s']:.1f} s" if plan.get("capture_s") else ""), file=sys.stderr)
+    try:
+        frames.save(args.output, progress=args.progress, overwrite=args.overwrite)
+    finally:
+        summary = frames.summary or {}
+        if summary:
+            print(f"{summary.get('captured')} frames, {summary.get('late_frames')} late, "
+                  f"{summary.get('lost_frames')} lost, took {summary.get('took_s') or 0:.2f} s", file=sys.stderr)
+    print(args.output)
+
+
+def _status(cam: Camera, args: argparse.Namespace) -> None:
+    status: dict[str, Any] = {"camera": cam._get("camera")}
+    for name, read in (("temperature", lambda: cam.temperature), ("cooling_status", lambda: cam.cooling_status)):
+        try:
+            status[name] = read()
+        except AndorError as e:
+            status[name] = f"unavailable: {e}"
+    try:
+        status["burst"] = {k: v for k, v in cam.burst_status().items() if k not in ("timebase", "plan", "settings")}
+    except AndorError:
+        status["burst"] = None
+    print(json.dumps(status, indent=2))
+
+
+def _get(cam: Camera, args: argparse.Namespace) -> None:
+    print(json.dumps(cam.get_feature(args.feature)))
+
+
+def _set(cam: Camera, args: argparse.Namespace) -> None:
+    try:
+        value = json.loads(args.value)
+    except ValueError:
+        value = args.value  # an enum option such as Mono16 needs no quotes on a command line
+    print(json.dumps(cam.set_feature(args.feature, value)))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="andor", description="The andor-twisted camera server from a shell.")
+    parser.add_argument("--server", default=os.environ.get("ANDOR_SERVER", "127.0.0.1:8000"),
+                        help="HOST:PORT of the server [$ANDOR_SERVER, default 127.0.0.1:8000]")
+    jobs = parser.add_subparsers(required=True, metavar="JOB")
+    snap = jobs.add_parser("snap", help="a snap into a FITS, TIFF or .npy file")
+    snap.add_argument("path")
+    snap.add_argument("--exposure", type=parse_seconds, help="exposure time, such as 10ms [the camera's]")
+    snap.set_defaults(run=_snap)
+    burst = jobs.add_parser("burst", help="a burst into a file, written as it comes")
+    burst.add_argument("frames", type=int)
+    burst.add_argument("--fps", type=float, help="frame rate [the camera's]")
+    burst.add_argument("--spool", type=int, default=0, help="server spool in frames [0: the whole burst]")
+    burst.add_argument("--trigger", help="TriggerMode: Internal, External, External Start, ...")
+    burst.add_argument("-o", "--output", required=True, help="file: .h5, .zarr, .fits, .tif or .ome.tif")
+    burst.add_argument("--overwrite", action="store_true")
+    burst.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="a progress bar [on a terminal]")
+    burst.set_defaults(run=_burst)
+    jobs.add_parser("status", help="the camera and the newest burst").set_defaults(run=_status)
+    get = jobs.add_parser("get", help="a feature's value")
+    get.add_argument("feature")
+    get.set_defaults(run=_get)
+    set_ = jobs.add_parser("set", help="set a feature (VALUE as JSON, or a plain string)")
+    set_.add_argument("feature")
+    set_.add_argument("value")
+    set_.set_defaults(run=_set)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
