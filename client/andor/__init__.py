@@ -6,5 +6,6 @@ from andor.errors import (AndorError, BadRequest, BurstDiscarded, CameraBusy, Ca
                           ServerUnreachable)
 from andor.recording import LEDGER_DTYPE, open_recording
 
-__all__ = ["Camera", "SnapFrame", "BurstFrames", "AndorError", "BadRequest", "BurstDiscarded", "CameraBusy", "CameraFailure",
+__all__ = ["Camera", "SnapFrame", "BurstFrames", "AndorError", "BadRequest", "BurstDiscarded", "CameraBusy",
+           "CameraFailure",
            "RecordingError", "ServerUnreachable", "parse_seconds", "open_recording", "LEDGER_DTYPE"]
