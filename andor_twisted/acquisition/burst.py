@@ -112,7 +112,7 @@ class Burst:
         self.timing = FrameTiming(layout.tick_frequency if layout.timestamps else None, layout.frame_rate,
                                   paced=layout.trigger_mode in ("Internal", "External Start"))
         self.plan = planning.plan(self.camera.plan_camera(layout), self.frames, self.spool.capacity,
-                                  self.message_bytes, self.reader_bytes_per_s)
+                                  self.message_bytes, self.reader_bytes_per_s, triggered=self.trigger_mode != "Internal")
         self.life.to(BurstState.CAPTURING)
         self._capture = self._run(layout)
         self._capture.addBoth(self._captured)
@@ -322,7 +322,8 @@ class Bursts(service.Service):
             plan_camera, dtype, height, width = inputs
             frame_message = frame_format.message_bytes(dtype, height, width)
             spool = min(request.spool or request.frames, max(1, self.memory_limit // frame_message))
-            return planning.plan(plan_camera, request.frames, spool, frame_message, request.reader_bytes_per_s)
+            return planning.plan(plan_camera, request.frames, spool, frame_message, request.reader_bytes_per_s,
+                                 triggered=request.trigger != "Internal")
 
         return camera.plan_inputs(request.fps, request.trigger).addCallback(predict)
 

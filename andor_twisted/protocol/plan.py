@@ -68,12 +68,16 @@ class Plan:
 
 
 def plan(camera: Camera, frames: int, spool_frames: int, message_bytes: int,
-         reader_bytes_per_s: float | None = None) -> Plan:
+         reader_bytes_per_s: float | None = None, triggered: bool = False) -> Plan:
     """Predict a burst of ``frames`` at ``camera.frame_rate`` into a spool of ``spool_frames`` frames
-    of ``message_bytes`` each, read at ``reader_bytes_per_s`` (None: nobody reads while it captures)."""
+    of ``message_bytes`` each, read at ``reader_bytes_per_s`` (None: nobody reads while it captures).
+    With ``triggered``, triggers set the pace: the plan is for triggers at ``camera.frame_rate``."""
     if frames < 1 or spool_frames < 1 or camera.frame_bytes < 1 or not camera.frame_rate > 0:
         raise ValueError("a plan needs at least one frame, a spool of at least one frame and a frame rate")
     notes = []
+    if triggered:
+        notes.append(f"triggers set the pace: planned as if they came at {camera.frame_rate:.4g} frames/s, the "
+                     f"camera's frame rate setting")
     onhead = None if camera.onhead_bytes is None else camera.onhead_bytes // camera.frame_bytes
     if onhead is None:
         notes.append("the camera's on-head memory is unknown: planned as if it had none")
