@@ -112,7 +112,8 @@ class Burst:
         self.timing = FrameTiming(layout.tick_frequency if layout.timestamps else None, layout.frame_rate,
                                   paced=layout.trigger_mode in ("Internal", "External Start"))
         self.plan = planning.plan(self.camera.plan_camera(layout), self.frames, self.spool.capacity,
-                                  self.message_bytes, self.reader_bytes_per_s, triggered=self.trigger_mode != "Internal")
+                                  self.message_bytes, self.reader_bytes_per_s,
+                                  triggered=self.trigger_mode != "Internal")
         self.life.to(BurstState.CAPTURING)
         self._capture = self._run(layout)
         self._capture.addBoth(self._captured)
