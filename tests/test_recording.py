@@ -19,7 +19,7 @@ from twisted.trial import unittest
 
 from andor import AndorError, RecordingError
 from andor import recording
-from andor.recording import LEDGER_DTYPE, ledger_row, open_recording
+from andor.recording import LEDGER_DTYPE, RecordingReader, ledger_row, open_recording
 
 SHAPE = (5, 7)
 FORMATS = {"hdf5": "rec.h5", "zarr": "rec.ome.zarr", "fits": "rec.fits", "tiff": "rec.tif", "ome-tiff": "rec.ome.tif"}
@@ -579,3 +579,22 @@ class MemoryTests(RecordingFixture, unittest.TestCase):
                 tracemalloc.stop()
             rec.close()
             self.assertLess(peak, 4 * image.nbytes, fmt)
+
+
+class ReaderTests(unittest.TestCase):
+    def test_read_back_hdf5_and_zarr(self):
+        """RecordingReader reads a recording's frames, ledger and metadata back, as they were written."""
+        for fmt in ("h5", "zarr"):
+            path = self.mktemp() + "." + fmt
+            images, ledger = frames(3), rows(3)
+            with open_recording(path, shape=SHAPE, dtype="u2", metadata={"camera_model": "X", "burst_id": 4}) as rec:
+                for image, row in zip(images, ledger, strict=True):
+                    rec.append(image, row)
+            with RecordingReader(path) as reader:
+                self.assertEqual((reader.frames, reader.shape, reader.dtype), (3, SHAPE, np.dtype("<u2")))
+                self.assertTrue(all(np.array_equal(a, b) for a, b in zip(reader, images, strict=True)))
+                self.assertEqual(reader.ledger["frame"].tolist(), [0, 1, 2])
+                self.assertTrue(np.array_equal(reader.ledger["time"], np.array([row["time"] for row in ledger]),
+                                               equal_nan=True))
+                self.assertEqual((reader.metadata["camera_model"], reader.metadata["burst_id"]), ("X", 4))
+        self.assertRaises(ValueError, RecordingReader, self.mktemp() + ".fits")

@@ -70,7 +70,7 @@ import sys
 import time
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import ModuleType, TracebackType
 from typing import Any, Literal, SupportsInt, TypeVar, Union, cast
 
@@ -351,6 +351,60 @@ class Recording:
         if need > free:
             warnings.warn(f"recording {self.path}: {self.expected_frames} frames need {need / 1e9:.2f} GB, "
                           f"the disk has {free / 1e9:.2f} GB free", RuntimeWarning, stacklevel=3)
+
+
+# ---- reading back ----
+
+class RecordingReader:
+    """A finished (or interrupted) HDF5 or OME-Zarr recording, read a frame at a time: ``frames`` of
+    ``shape`` and ``dtype``, ``frame(k)``, its ``ledger`` (LEDGER_DTYPE) and its ``metadata``. FITS and
+    TIFF files are read with astropy and tifffile themselves."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        fmt = _format_for(self.path, None)
+        if fmt == "hdf5":
+            self._file: Any = _need("h5py", "reading HDF5").File(self.path, "r")
+            self._frames: Any = self._file["frames"]
+            stored = self._file["ledger"][()]
+            self.ledger: NDArray[np.void] = stored.view(LEDGER_DTYPE) if len(stored) else np.zeros(0, LEDGER_DTYPE)
+            self.metadata: Metadata = {k: _plain(v) for k, v in self._file.attrs.items()}
+        elif fmt == "zarr":
+            zarr = _need("zarr", "reading OME-Zarr")
+            root = zarr.open_group(self.path, mode="r")
+            self._file = None
+            self._frames = root["0"]
+            columns = root["ledger"]
+            self.ledger = np.zeros(columns["frame"].shape[0], LEDGER_DTYPE)
+            for name in _LEDGER_FIELDS:
+                self.ledger[name] = columns[name][:]
+            self.metadata = dict(root.attrs.get("andor", {}))
+        else:
+            raise ValueError(f"{self.path}: read {fmt} files with their own library (astropy, tifffile)")
+        self.frames = int(self._frames.shape[0])
+        self.shape: tuple[int, int] = tuple(self._frames.shape[1:])
+        self.dtype = np.dtype(self._frames.dtype)
+
+    def frame(self, k: int) -> NDArray[Any]:
+        return np.asarray(self._frames[k])
+
+    def __iter__(self) -> Iterator[NDArray[Any]]:
+        return (self.frame(k) for k in range(self.frames))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def __enter__(self) -> RecordingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _plain(value: Any) -> MetadataValue:
+    """An HDF5 attribute as the plain value it was written from."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 # ---- HDF5 ----
