@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import collections.abc
 import json
+import queue
 import socket
+import threading
 import struct
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -23,6 +25,18 @@ from andor.errors import AndorError, BurstDiscarded, CameraFailure, ServerUnreac
 from andor.timebase import TimeBase
 
 LATE = 1.5  # a frame exposed more than this many frame periods after the one before was late (as the server)
+WRITE_AHEAD = 2  # save(): frames read and waiting to be written, so that network and disk work at once
+
+
+def _put(pending: queue.Queue[Any], item: Any, writer: threading.Thread) -> bool:
+    """Hand ``item`` to the writer thread, waiting while it is busy; False if it has stopped."""
+    while writer.is_alive():
+        try:
+            pending.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 if TYPE_CHECKING:
     from andor.camera import Camera
@@ -48,7 +62,8 @@ class BurstFrames(collections.abc.Generator):
         self.plan = status.get("plan")
         self.status = status  # as the server answered the request
         self.summary: dict[str, Any] | None = None
-        self._timebase = status.get("timebase")
+        self._timebase: TimeBase | None = None
+        self._set_timebase(status.get("timebase"))
         self._paced = status.get("trigger_mode", "Internal") in ("Internal", "External Start")
         self._lost = 0  # frames the server says never came (the camera failed before them)
         self._camera = camera
@@ -85,7 +100,7 @@ class BurstFrames(collections.abc.Generator):
         times = np.full(len(ticks), np.datetime64("NaT"), "datetime64[ns]")
         if self._timebase is not None and len(ticks):
             known = ticks >= 0
-            times[known] = TimeBase(self._timebase).times(ticks[known])
+            times[known] = self._timebase.times(ticks[known])
         return times
 
     @property
@@ -94,13 +109,13 @@ class BurstFrames(collections.abc.Generator):
         ticks = np.array([t for t in self._ticks if t >= 0], np.int64)
         if self._timebase is None or not len(ticks):
             return None
-        return float(TimeBase(self._timebase).uncertainty_s(ticks[[0, -1]]).max())
+        return float(self._timebase.uncertainty_s(ticks[[0, -1]]).max())
 
     @property
     def utc_trusted(self) -> bool | None:
         """Whether the times are UTC within their uncertainty (False: the server's clock was not
         synchronised, or the camera's time source not locked); None without times."""
-        return None if self._timebase is None else TimeBase(self._timebase).utc_trusted
+        return None if self._timebase is None else self._timebase.utc_trusted
 
     @property
     def ledger(self) -> np.ndarray:
@@ -118,23 +133,60 @@ class BurstFrames(collections.abc.Generator):
         rows["time"][n:] = np.datetime64("NaT")
         rows["lost"][n:] = True
         if self._paced and self._tick_frequency and self.fps and n > 1:
-            ticks = rows["ticks"][:n]
-            interval = np.diff(ticks) / self._tick_frequency
-            known = (ticks[1:] >= 0) & (ticks[:-1] >= 0)
-            late = known & (interval > LATE / self.fps)
-            rows["late"][1:n] = late
-            rows["late_by_s"][1:n] = np.where(late, interval - 1 / self.fps, 0.0)
+            late_by = self._late_by(rows["ticks"][:n])
+            rows["late"][1:n] = late_by > 0
+            rows["late_by_s"][1:n] = late_by
         return rows
+
+    def _late_by(self, ticks: np.ndarray) -> np.ndarray:
+        """For each frame after the first of ``ticks``: how much later than one frame period after the one
+        before it came, if more than 1.5 periods (as the server counts it); else 0."""
+        assert self._tick_frequency and self.fps
+        interval = np.diff(ticks) / self._tick_frequency
+        late = (ticks[1:] >= 0) & (ticks[:-1] >= 0) & (interval > LATE / self.fps)
+        return np.where(late, interval - 1 / self.fps, 0.0)
+
+    def _last_row(self) -> np.void:
+        """The ledger row of the newest frame read (one row: a recording writes it per frame)."""
+        from andor.recording import LEDGER_DTYPE
+
+        row = np.zeros(1, LEDGER_DTYPE)
+        ticks = self._ticks[-1]
+        row["frame"], row["ticks"] = self._numbers[-1], ticks
+        row["time"] = self._timebase.times([ticks])[0] if self._timebase is not None and ticks >= 0 else \
+            np.datetime64("NaT")
+        if self._paced and self._tick_frequency and self.fps and len(self._ticks) > 1:
+            late_by = self._late_by(np.array(self._ticks[-2:], np.int64))[0]
+            row["late"], row["late_by_s"] = late_by > 0, late_by
+        return row[0]
+
+    def _set_timebase(self, spec: dict[str, Any] | None) -> None:
+        if spec is not None:
+            self._timebase = TimeBase(spec)
 
     def save(self, path: str, progress: bool | None = None, overwrite: bool = False,
              metadata: dict[str, Any] | None = None) -> str:
-        """Read the rest of the burst into a file as it comes, never holding more than a frame: HDF5
-        (.h5), OME-Zarr (.zarr), FITS (.fits) or BigTIFF/OME-TIFF (.tif, .ome.tif), by the extension
-        (docs/recording.md). With a progress bar when ``progress`` is true, or None and on a terminal.
-        An error mid-burst is raised after the file is finished with the frames that came."""
-        from andor.recording import open_recording
+        """Read the rest of the burst into a file as it comes: HDF5 (.h5), OME-Zarr (.zarr), FITS (.fits)
+        or BigTIFF/OME-TIFF (.tif, .ome.tif), by the extension (docs/recording.md). A thread writes while
+        the next frames are read, never more than WRITE_AHEAD frames behind. With a progress bar when
+        ``progress`` is true, or None and on a terminal. An error mid-burst is raised after the file is
+        finished with the frames that came; a failed write (andor.RecordingError) stops the reading."""
+        from andor.recording import Recording, open_recording
 
-        recording = None
+        recording: Recording | None = None
+        pending: queue.Queue[tuple[np.ndarray, np.void] | None] = queue.Queue(WRITE_AHEAD)
+        failed: list[BaseException] = []
+
+        def write() -> None:
+            assert recording is not None
+            while (item := pending.get()) is not None:
+                try:
+                    recording.append(*item)
+                except BaseException as e:  # reported by the reading side, which stops
+                    failed.append(e)
+                    return
+
+        writer = threading.Thread(target=write, name=f"andor-save-{self.id}", daemon=True)
         try:
             for image in self:
                 if recording is None:
@@ -142,10 +194,19 @@ class BurstFrames(collections.abc.Generator):
                                                metadata={**self._metadata(), **(metadata or {})},
                                                expected_frames=self.frames, progress=progress,
                                                overwrite=overwrite)
-                recording.append(image, self.ledger[-1])
+                    writer.start()
+                if not _put(pending, (image, self._last_row()), writer):
+                    break  # the writer failed: raised below
         finally:
+            if writer.is_alive():
+                _put(pending, None, writer)
+                writer.join()
             if recording is not None:
-                recording.close(ledger=self.ledger, metadata=self._metadata(final=True))
+                ledger = self.ledger[:recording.frames_written] if failed else self.ledger  # what it holds
+                recording.close(ledger=ledger, metadata=self._metadata(final=True))
+        if failed:
+            self.close()
+            raise failed[0]
         return path
 
     def _metadata(self, final: bool = False) -> dict[str, Any]:
@@ -271,7 +332,7 @@ class BurstFrames(collections.abc.Generator):
             self._window = message["window"]
         elif message.get("type") == "end":
             self.summary = message["summary"]
-            self._timebase = self.summary.get("timebase") or self._timebase
+            self._set_timebase(self.summary.get("timebase"))
             raise StopIteration
         elif message.get("type") == "error":
             if message.get("error") in ("burst_discarded", "no_such_burst"):
@@ -291,7 +352,7 @@ class BurstFrames(collections.abc.Generator):
             return
         if status.get("id") == self.id:
             self.summary = status
-            self._timebase = status.get("timebase") or self._timebase
+            self._set_timebase(status.get("timebase"))
             self._lost = status.get("lost_frames", 0)
 
     def _read_bytes(self, length: int) -> bytes:
