@@ -13,6 +13,7 @@ from twisted.python.failure import Failure
 from andor_twisted.acquisition.arbiter import Arbiter
 from andor_twisted.acquisition.burst import Bursts
 from andor_twisted.acquisition.live import LiveView
+from andor_twisted.acquisition.recorder import Recordings
 from andor_twisted.camera import sdk3
 from andor_twisted.camera.devices import Choice
 from andor_twisted.camera.contract import SDK
@@ -66,6 +67,8 @@ class Options(usage.Options):
          "an acquisition", int],
         ["spool-memory-limit", None, None, "most bytes the burst spool may hold [default: half the RAM]",
          parse_size],
+        ["data-dir", None, None, "the directory bursts are recorded into on the server (POST /api/burst with "
+         "\"record\"); none: the server records nothing"],
         ["burst-idle-timeout", None, 600.0, "discard a burst nobody has read for this long, seconds", parse_seconds],
     ]
 
@@ -98,6 +101,9 @@ class Options(usage.Options):
                 sdk3.load()
             except ImportError as e:
                 raise usage.UsageError(str(e)) from None
+        directory = self["data-dir"]
+        if directory is not None and not (os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)):
+            raise usage.UsageError(f"--data-dir {directory!r} is not a directory this server can write to")
         if self["spool-memory-limit"] is None:
             self["spool-memory-limit"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
 
@@ -139,7 +145,8 @@ def makeService(options: usage.Options, reactor: Any = None) -> service.MultiSer
     arbiter = Arbiter()
     camera = CameraService(sdk, options["camera-choice"], reactor, description, on_open_failure=stop_on_failure)
     live = LiveView(camera, arbiter, reactor)
-    bursts = Bursts(camera, arbiter, reactor, options["spool-memory-limit"], options["burst-idle-timeout"])
+    bursts = Bursts(camera, arbiter, reactor, options["spool-memory-limit"], options["burst-idle-timeout"],
+                    Recordings(options["data-dir"], reactor))
     # stopped in reverse: the listening ports, the burst, then the live view, then the camera
     children: list[tuple[str, Any]] = [("camera", camera), ("live", live), ("bursts", bursts)]
     site: Any = make_site(camera, bursts, live, arbiter)  # Any: an IProtocolFactory, which mypy cannot see

@@ -21,8 +21,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from andor_twisted.acquisition.arbiter import Arbiter, Grant, Purpose
-from andor_twisted.acquisition.contracts import CameraSource, Clock, DelayedCall
+from andor_twisted.acquisition.contracts import CameraSource, Clock, DelayedCall, FrameSource
 from andor_twisted.acquisition.frames import BurstFrame
+from andor_twisted.acquisition.recorder import RecordedFrames, Recorder, Recordings
 from andor_twisted.acquisition.spool import Spool
 from andor_twisted.camera.driver import AndorCamera, Frame, Layout, irig_timebase
 from andor_twisted.camera.errors import CameraError, CameraOverflow, CameraTimeout, InvalidValue, TriggerTimeout
@@ -78,6 +79,7 @@ class Burst:
         self.plan: planning.Plan | None = None
         self.spool_was_full = False  # the capture once stopped taking frames off the camera
         self._irig: list[tuple[int, int]] = []  # (ticks, UTC ns) of the first and last frames with IRIG-B time
+        self.recorder: Recorder | None = None  # a recording burst's: it reads the spool, readers the recording
 
     @property
     def state(self) -> BurstState:
@@ -199,6 +201,10 @@ class Burst:
         self._capture_waiters.append(d)
         return d
 
+    def reader_source(self) -> FrameSource:
+        """Where a reader takes the frames from: the spool, or the recording of a recording burst."""
+        return self.spool if self.recorder is None else RecordedFrames(self.recorder)
+
     def _acknowledged(self, frames: int) -> None:
         """The spool's reader has acknowledged ``frames`` frames (before the spool tells it the end)."""
         if self.state is BurstState.CAPTURED and frames == self.frames:
@@ -234,6 +240,7 @@ class Burst:
             time_uncertainty_s=self.time_uncertainty_s(),
             plan=None if self.plan is None else self.plan.to_json(),
             settings=None if self.layout is None else self.layout.settings,
+            recording=None if self.recorder is None else self.recorder.name,
         )
 
     @property
@@ -271,8 +278,9 @@ class Bursts(service.Service):
     log = Logger()
 
     def __init__(self, camera_service: CameraSource, arbiter: Arbiter, clock: Clock, memory_limit: int,
-                 idle_timeout: float) -> None:
+                 idle_timeout: float, recordings: Recordings | None = None) -> None:
         self.camera_service = camera_service
+        self.recordings = recordings or Recordings(None, clock)
         self.arbiter = arbiter
         self.clock = clock
         self.memory_limit = memory_limit
@@ -298,19 +306,35 @@ class Bursts(service.Service):
     @defer.inlineCallbacks
     def _start(self, request: BurstRequest) -> Generator[defer.Deferred[Any], Any, Burst]:
         camera = self.camera_service.camera()
+        recorder: Recorder | None = None
+        if request.record is not None:  # its file first: a bad name or a full disk stops nothing
+            path = self.recordings.path_for(request.record)
+            _, dtype, height, width = yield camera.plan_inputs(request.fps, request.trigger)
+            recorder = yield self.recordings.create(path, (height, width), dtype, request.frames)
         burst = Burst(self._next_id, request.frames, request.fps, request.spool, camera, self.clock,
                       request.trigger, request.trigger_timeout, request.reader_bytes_per_s)
         self._next_id += 1
         previous, self.current = self.current, burst
-        if previous is not None:
-            self._stop_idle_timer(previous)
-            yield previous.discard(f"burst {burst.id} replaced it")
-        if self.current is not burst:
-            raise BurstDiscarded(f"burst {burst.id} was replaced by burst {self.current.id} before it started",
-                                 burst=burst.id)
-        grant: Grant = yield self.arbiter.request(Purpose.BURST, f"burst {burst.id}")
-        burst.when_captured().addCallback(lambda _: grant.release())
-        yield burst.start(self.memory_limit)
+        try:
+            if previous is not None:
+                self._stop_idle_timer(previous)
+                yield previous.discard(f"burst {burst.id} replaced it")
+            if self.current is not burst:
+                raise BurstDiscarded(f"burst {burst.id} was replaced by burst {self.current.id} before it started",
+                                     burst=burst.id)
+            grant: Grant = yield self.arbiter.request(Purpose.BURST, f"burst {burst.id}")
+            burst.when_captured().addCallback(lambda _: grant.release())
+            yield burst.start(self.memory_limit)
+        except BaseException:
+            if recorder is not None:
+                recorder.abandon()
+            raise
+        if recorder is not None:
+            if burst.state is BurstState.CAPTURING:
+                burst.recorder = recorder
+                recorder.attach(burst)
+            else:  # discarded while arming
+                recorder.abandon()
         self._start_idle_timer(burst)
         burst.when_captured().addCallback(self._start_idle_timer)
         return burst
@@ -345,7 +369,7 @@ class Bursts(service.Service):
         self._start_idle_timer(burst)
 
     def _start_idle_timer(self, burst: Burst) -> None:
-        if burst.readers == 0 and burst.idle_call is None and burst.state.readable:
+        if burst.readers == 0 and burst.idle_call is None and burst.state.readable and burst.recorder is None:
             burst.idle_call = self.clock.callLater(self.idle_timeout, self._idle, burst)
 
     def _stop_idle_timer(self, burst: Burst) -> None:
@@ -363,12 +387,17 @@ class Bursts(service.Service):
             return
         burst.discard(f"nobody read it for {self.idle_timeout:g} s")
 
-    def stopService(self) -> defer.Deferred[Burst] | None:
+    def stopService(self) -> defer.Deferred[Any] | None:
         super().stopService()
-        if self.current is not None:
-            self._stop_idle_timer(self.current)
-            return self.current.discard("the server is stopping")
-        return None
+        burst = self.current
+        if burst is None:
+            return None
+        self._stop_idle_timer(burst)
+        stopped = burst.discard("the server is stopping")
+        if burst.recorder is not None:  # and its file finished
+            recorded = burst.recorder.done
+            stopped.addCallback(lambda _: recorded)
+        return stopped
 
 
 @dataclass(frozen=True)
@@ -382,9 +411,10 @@ class BurstRequest:
     trigger_timeout: float | None = None  # seconds to wait for each trigger (triggered modes)
     reader_bytes_per_s: float | None = None  # what the plan may assume of the reader
     dry_run: bool = False  # plan only: capture nothing
+    record: str | None = None  # a recording's name: write the burst into the data directory
 
     FIELDS: ClassVar[tuple[str, ...]] = ("frames", "fps", "spool", "trigger", "trigger_timeout", "reader_rate",
-                                         "dry_run")
+                                         "dry_run", "record")
 
     @classmethod
     def parse(cls, value: object) -> BurstRequest:
@@ -401,10 +431,13 @@ class BurstRequest:
         dry_run = value.get("dry_run", False)
         if not isinstance(dry_run, bool):
             raise InvalidValue("wrong_type", f"dry_run is true or false, not {dry_run!r}")
+        record = value.get("record")
+        if record is not None and not isinstance(record, str):
+            raise InvalidValue("wrong_type", f"record is a recording's name such as 'run1.h5', not {record!r}")
         return cls(_count("frames", value["frames"], 1), _positive("fps", value.get("fps")),
                    _count("spool", value.get("spool", 0), 0), trigger,
                    _positive("trigger_timeout", value.get("trigger_timeout")),
-                   _positive("reader_rate", value.get("reader_rate")), dry_run)
+                   _positive("reader_rate", value.get("reader_rate")), dry_run, record)
 
 
 def _count(name: str, value: object, least: int) -> int:

@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from twisted.internet.defer import Deferred
+
+from andor_twisted.acquisition.frames import BurstFrame
 from andor_twisted.camera.driver import AndorCamera
 
 
@@ -30,3 +33,19 @@ class CameraSource(Protocol):
     def camera(self) -> AndorCamera:
         """The open camera, or CameraNotReady (HTTP 503)."""
         ...
+
+
+class FrameSource(Protocol):
+    """Where a burst's reader takes its frames from (``stream.sender.FrameSender``): the burst's spool,
+    or for a recording burst the recording (``recorder.RecordedFrames``)."""
+
+    capacity: int  # frames it holds at most: the reader's window is no larger
+    acknowledged: int  # frames acknowledged, which are frames 0 .. acknowledged - 1
+
+    def take(self, max_frames: int, max_bytes: int) -> list[BurstFrame]: ...
+
+    def next(self) -> Deferred[BurstFrame | None]: ...
+
+    def acknowledge(self, frame_number: int) -> None: ...
+
+    def return_unacknowledged(self) -> None: ...

@@ -19,6 +19,7 @@ from twisted.web.server import Request
 from andor_twisted import gather
 from andor_twisted.acquisition.burst import Burst, Bursts, NoSuchBurst
 from andor_twisted.acquisition.live import LiveView, Viewer
+from andor_twisted.acquisition.recorder import RecordedFrames, RecordingSource, Recordings
 from andor_twisted.camera.errors import CameraError
 from andor_twisted.protocol import messages
 from andor_twisted.protocol.window import AckWindow, window_for
@@ -65,9 +66,15 @@ class BurstStreamProtocol(StreamProtocol):
             return
         self.burst = burst
         bursts.reader_attached(burst)
-        window = AckWindow(window_for(burst.message_bytes, burst.spool.capacity), burst.spool.acknowledged)
-        self.send_json(messages.stream(burst.id, burst.frames, window.size))
-        self.sender = FrameSender(self.transport, burst.spool, self._ended, window, burst.spool.acknowledge)
+        self.source = burst.reader_source()
+        self.send_frames(burst.id, burst.frames, burst.message_bytes)
+
+    def send_frames(self, burst_id: int, frames: int, message_bytes: int) -> None:
+        """Say how the frames will come, then send them from ``self.source``."""
+        source = self.source
+        window = AckWindow(window_for(message_bytes, source.capacity), source.acknowledged)
+        self.send_json(messages.stream(burst_id, frames, window.size))
+        self.sender = FrameSender(self.transport, source, self._ended, window, source.acknowledge)
         self.sender.start()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -80,10 +87,13 @@ class BurstStreamProtocol(StreamProtocol):
 
     def _ended(self, error: BaseException | None) -> None:
         if error is None:
-            assert self.burst is not None
-            self.send_json(messages.end(self.burst.status().to_json()))
+            self.send_json(messages.end(self.summary()))
         else:
             self.send_error(error)
+
+    def summary(self) -> dict[str, Any]:
+        assert self.burst is not None
+        return self.burst.status().to_json()
 
     def send_error(self, error: BaseException) -> None:
         self.send_json(messages.error(getattr(error, "code", "internal_error"), getattr(error, "message", str(error)),
@@ -92,9 +102,48 @@ class BurstStreamProtocol(StreamProtocol):
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.sender is not None and self.burst is not None:
             self.sender.stop()
-            self.burst.spool.return_unacknowledged()
+            self.source.return_unacknowledged()
             self.factory.bursts.reader_detached(self.burst)
             self.sender = None
+
+
+class RecordingStreamProtocol(BurstStreamProtocol):
+    """``/stream/recording?name=NAME``: the frames of a recording in the server's data directory, being
+    written or finished, read from the disk; then an end message with its burst's status."""
+
+    recording: RecordingSource | None = None
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        try:
+            self.name = request.params["name"][0]
+        except (KeyError, IndexError):
+            raise ConnectionDeny(400, "the recording stream is /stream/recording?name=NAME, NAME from "
+                                      "GET /api/recordings") from None
+        self.burst = self.sender = None
+
+    def onOpen(self) -> None:
+        gather.tune(self.transport)
+        recordings: Recordings = self.factory.recordings
+        recordings.open(self.name).addCallbacks(self._opened, lambda failure: self.send_error(failure.value))
+
+    def _opened(self, recording: RecordingSource) -> None:
+        if self.state != self.STATE_OPEN:
+            return
+        self.recording = recording
+        self.source = RecordedFrames(recording)
+        self.send_frames(recording.burst_id, recording.frames, recording.message_bytes)
+
+    def summary(self) -> dict[str, Any]:
+        assert self.recording is not None
+        return self.recording.status()
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.sender is not None:
+            self.sender.stop()
+            self.sender = None
+        if self.recording is not None:
+            self.recording.close()
+            self.recording = None
 
 
 class LiveStreamProtocol(StreamProtocol):

@@ -17,7 +17,7 @@ from zope.interface import implementer
 
 from andor_twisted import gather
 from andor_twisted.acquisition.frames import BurstFrame
-from andor_twisted.acquisition.spool import Spool
+from andor_twisted.acquisition.contracts import FrameSource
 from andor_twisted.protocol.window import AckWindow
 from andor_twisted.stream.framing import burst_parts
 
@@ -35,7 +35,7 @@ class FrameSender:
     finished burst, or with the exception that ended it.
     """
 
-    def __init__(self, transport: Any, spool: Spool, on_end: Callable[[BaseException | None], None],
+    def __init__(self, transport: Any, spool: FrameSource, on_end: Callable[[BaseException | None], None],
                  window: AckWindow, acknowledged: Callable[[int], None]) -> None:
         self.transport = transport
         self.write = gather.frame_writer(transport)

@@ -26,6 +26,7 @@ from andor.recording import encode_image
 from andor_twisted.acquisition.arbiter import Arbiter, Purpose
 from andor_twisted.acquisition.burst import BurstRequest, BurstDiscarded, Bursts, NoSuchBurst
 from andor_twisted.acquisition.contracts import CameraSource
+from andor_twisted.acquisition.recorder import NoDataDirectory, NoSuchRecording, RecordingExists
 from andor_twisted.camera.driver import AndorCamera, Frame
 from andor_twisted.camera.errors import (AcquisitionRunning, CameraError, CameraNotReady, CameraTimeout,
                                          InvalidValue, SDKError, UnknownFeature)
@@ -34,6 +35,9 @@ MAX_BODY_BYTES = 64 * 1024
 STATUS = [  # most specific first
     (UnknownFeature, 404),
     (NoSuchBurst, 404),
+    (NoSuchRecording, 404),
+    (NoDataDirectory, 409),
+    (RecordingExists, 409),
     (BurstDiscarded, 409),
     (InvalidValue, 400),
     (AcquisitionRunning, 409),
@@ -108,6 +112,10 @@ class CameraAPI(resource.Resource):
             Route("POST", ("trigger",), lambda cam, req, args: cam.software_trigger()),
             Route("DELETE", ("burst",),
                   lambda cam, req, args: self.bursts.discard().addCallback(lambda b: b.status().to_json())),
+            # recordings in the data directory (--data-dir): the list, and one's burst status
+            Route("GET", ("recordings",), lambda cam, req, args: self.bursts.recordings.list()),
+            Route("GET", ("recordings", ANY),
+                  lambda cam, req, args: self.bursts.recordings.open(args[0]).addCallback(_recording_status)),
         ]
         for path, (feature, writable) in FEATURE_ENDPOINTS.items():
             self.routes.append(Route("GET", (path,), _getter(feature)))
@@ -290,6 +298,12 @@ class Snap:
         request.setHeader("Content-Length", str(len(self.body)))
         request.write(self.body)
         request.finish()
+
+
+def _recording_status(recording: Any) -> dict[str, Any]:
+    status: dict[str, Any] = recording.status()
+    recording.close()
+    return status
 
 
 def _getter(feature: str) -> Handler:

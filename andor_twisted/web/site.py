@@ -13,7 +13,8 @@ from andor_twisted.acquisition.arbiter import Arbiter
 from andor_twisted.acquisition.burst import Bursts
 from andor_twisted.acquisition.contracts import CameraSource
 from andor_twisted.acquisition.live import LiveView
-from andor_twisted.stream.protocols import BurstStreamProtocol, LiveStreamProtocol, stream_resource
+from andor_twisted.stream.protocols import (BurstStreamProtocol, LiveStreamProtocol, RecordingStreamProtocol,
+                                           stream_resource)
 from andor_twisted.web.api import CameraAPI
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -40,6 +41,7 @@ def make_site(camera_service: CameraSource, bursts: Bursts, live: LiveView, arbi
     streams: Any = resource.Resource()
     streams.putChild(b"burst", stream_resource(BurstStreamProtocol, bursts=bursts))
     streams.putChild(b"live", stream_resource(LiveStreamProtocol, live=live))
+    streams.putChild(b"recording", stream_resource(RecordingStreamProtocol, recordings=bursts.recordings))
     root.putChild(b"stream", streams)
     site = Site(root)
     site.displayTracebacks = False

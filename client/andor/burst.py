@@ -55,8 +55,10 @@ class BurstFrames(collections.abc.Generator):
     every frame captured before it. ``save(path)`` writes the frames to a file as they are read.
     """
 
-    def __init__(self, camera: Camera, status: dict[str, Any]) -> None:
+    def __init__(self, camera: Camera, status: dict[str, Any], stream: str | None = None) -> None:
         self.id = status["id"]
+        self.recording: str | None = status.get("recording")  # the server's recording of it, if any
+        self._stream = stream or f"/stream/burst?id={self.id}"
         self.frames = status["frames"]
         self.fps = status["fps"]
         self.plan = status.get("plan")
@@ -259,7 +261,7 @@ class BurstFrames(collections.abc.Generator):
 
     def _connect(self) -> None:
         cam = self._camera
-        url = f"ws://{cam.host}:{cam.port}/stream/burst?id={self.id}"
+        url = f"ws://{cam.host}:{cam.port}{self._stream}"
         # frames may be that far apart: two frame periods, or the time allowed for a trigger
         timeout = cam.timeout + (2.0 / self.fps if self.fps else 0.0) + (self.status.get("trigger_timeout") or 0.0)
         try:

@@ -232,7 +232,8 @@ class Camera:
     # ---- bursts ----
 
     def burst(self, frames: int, fps: float | None = None, serverSpool: int = 0, trigger: str | None = None,
-              trigger_timeout: float | None = None, reader_rate: float | None = None) -> BurstFrames:
+              trigger_timeout: float | None = None, reader_rate: float | None = None,
+              record: str | None = None) -> BurstFrames:
         """Take a burst of images, returned as a generator of 2-D arrays.
 
         The server starts capturing as soon as it gets the request, before this returns, whether or
@@ -259,6 +260,10 @@ class Camera:
             seconds to wait for each trigger before the burst ends with an error (default 60)
         reader_rate : float
             bytes per second this reader expects to take, for the server's plan (``frames.plan``)
+        record : str
+            a name ("run1.h5", "run1.zarr"; ".h5" if it has neither): the server writes the burst into
+            its data directory (its --data-dir) at the camera's pace, and this generator reads the frames
+            back from that recording at its own pace; ``recording(name)`` reads it again later
 
         Returns
         -------
@@ -269,6 +274,8 @@ class Camera:
             ``andor.AndorError`` if the server fails mid-burst, after the frames captured before that.
         """
         request = _burst_request(frames, fps, serverSpool, trigger, trigger_timeout, reader_rate)
+        if record is not None:
+            request["record"] = record
         return BurstFrames(self, json.loads(self._request("POST", "burst", request)[1])["value"])
 
     def plan_burst(self, frames: int, fps: float | None = None, serverSpool: int = 0, trigger: str | None = None,
@@ -292,6 +299,19 @@ class Camera:
         """A new generator for the newest burst, starting at its first frame not yet acknowledged
         (after a reader broke off or lost its connection)."""
         return BurstFrames(self, self._get("burst"))
+
+    # ---- recordings on the server ----
+
+    def recordings(self) -> list[dict[str, Any]]:
+        """The recordings in the server's data directory, newest first: name, format, bytes, modified
+        (seconds since 1970, UTC) and whether it is still being written."""
+        return self._get("recordings")
+
+    def recording(self, name: str) -> BurstFrames:
+        """A recording in the server's data directory, read back as a burst's generator (its frames,
+        times, ledger and summary); one still being written is followed as it grows."""
+        status = self._get("recordings/" + urllib.parse.quote(name, safe=""))
+        return BurstFrames(self, status, stream="/stream/recording?" + urllib.parse.urlencode({"name": name}))
 
 
 def _burst_request(frames: int, fps: float | None, spool: int, trigger: str | None, trigger_timeout: float | None,

@@ -330,6 +330,16 @@ class Recording:
         """Write the final ledger and metadata, repair a failed write, close every file."""
         raise NotImplementedError
 
+    def read(self, k: int) -> NDArray[Any]:
+        """Frame ``k`` as written, while the recording is still being written (HDF5 and Zarr; from the
+        thread that writes, as the file's library is not shared between threads)."""
+        if not 0 <= k < self.frames_written:
+            raise IndexError(f"{self.path} holds frames 0 to {self.frames_written - 1}, not {k}")
+        return self._read(k)
+
+    def _read(self, k: int) -> NDArray[Any]:
+        raise ValueError(f"{self.format} recordings are read back once finished, with their own library")
+
     # ---- helpers ----
 
     def _error(self, action: str, e: OSError, created: bool = True) -> RecordingError:
@@ -446,6 +456,9 @@ class Hdf5Recording(Recording):
         self._write_ledger(rows, start=self._ledger.shape[0])
         self._file.flush()
 
+    def _read(self, k: int) -> NDArray[Any]:
+        return np.asarray(self._frames[k])
+
     def _write_ledger(self, rows: NDArray[np.void], start: int) -> None:
         self._ledger.resize(start + len(rows), axis=0)
         if len(rows):
@@ -560,6 +573,15 @@ class ZarrRecording(Recording):
 
     def _flush(self, rows: NDArray[np.void]) -> None:
         self._write_ledger(rows, start=self._columns["frame"].shape[0])
+
+    def _read(self, k: int) -> NDArray[Any]:
+        chunk, index = divmod(k, self.frames_per_chunk)
+        image = np.empty(self.shape, self.dtype)
+        with open(os.path.join(self._array_dir, str(chunk), "0", "0"), "rb", buffering=0) as f:
+            f.seek(index * self.frame_bytes)
+            if f.readinto(image.data.cast("B")) != self.frame_bytes:
+                raise OSError(f"{self.path}: frame {k} is not whole on the disk")
+        return image
 
     def _write_ledger(self, rows: NDArray[np.void], start: int) -> None:
         for name, column in self._columns.items():
