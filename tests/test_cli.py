@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import os
 
 import h5py
 import numpy as np
@@ -15,11 +16,13 @@ from andor import cli
 from tests.helpers import LoopbackServer
 
 
-class CommandLineTests(unittest.TestCase):
+class CommandLineFixture(unittest.TestCase):
+    server_args = ()
+
     @defer.inlineCallbacks
     def setUp(self):
         self.server = LoopbackServer()
-        yield self.server.start()
+        yield self.server.start(*self.server_args)
         yield threads.deferToThread(self.server.cam.aoi, {"width": 64, "height": 32})
 
     def tearDown(self):
@@ -34,6 +37,8 @@ class CommandLineTests(unittest.TestCase):
             return status, out.getvalue(), err.getvalue()
         return threads.deferToThread(run)
 
+
+class CommandLineTests(CommandLineFixture):
     @defer.inlineCallbacks
     def test_snap(self):
         """andor snap writes a FITS file with the camera's metadata (and .npy for numpy)."""
@@ -76,3 +81,34 @@ class CommandLineTests(unittest.TestCase):
         self.assertEqual(status, 1)
         self.assertEqual(len(err.strip().splitlines()), 1)
         self.assertIn("out of range", err)
+
+
+class ServerRecordingCommandLineTests(CommandLineFixture):
+    """A server with a data directory: a burst recorded there, listed and fetched."""
+
+    def setUp(self):
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        self.server_args = ("--data-dir", directory)
+        return super().setUp()
+
+    @defer.inlineCallbacks
+    def test_record_list_fetch(self):
+        status, out, err = yield self.andor("burst", "12", "--fps", "100", "--record", "r1")
+        self.assertEqual((status, out.strip()), (0, "r1.h5"), err)
+        self.assertIn("recorded on the server as r1.h5", err)
+        self.assertIn("12 frames, 0 late, 0 lost", err)
+        status, out, _ = yield self.andor("recordings")
+        self.assertEqual(out.split("\t")[0], "r1.h5")
+        path = self.mktemp() + ".fits"
+        status, out, err = yield self.andor("fetch", "r1.h5", "-o", path, "--no-progress")
+        self.assertEqual((status, out.strip()), (0, path), err)
+        with fits.open(path) as hdus:
+            self.assertEqual(hdus[0].data.shape, (12, 32, 64))
+            self.assertEqual(hdus[0].header["FRATE"], 100.0)
+
+    @defer.inlineCallbacks
+    def test_a_burst_needs_a_destination(self):
+        status, _, err = yield self.andor("burst", "12")
+        self.assertEqual(status, 1)
+        self.assertIn("-o FILE (here), --record NAME (on the server)", err)

@@ -3,6 +3,9 @@
     andor snap out.fits [--exposure 10ms]        a snap into a FITS or TIFF file (or .npy)
     andor burst 1000 --fps 50 --spool 100 -o run.h5
                                                 a burst into a file (HDF5, OME-Zarr, FITS, TIFF), as it comes
+    andor burst 1000 --fps 50 --record run1.h5  a burst recorded on the server (its --data-dir), not read here
+    andor recordings                            the recordings on the server
+    andor fetch run1.h5 -o run1.h5              a recording on the server read into a local file
     andor status                                the camera, its temperature, the newest burst
     andor get FEATURE / andor set FEATURE VALUE  one SDK3 feature (VALUE read as JSON where it parses)
 
@@ -16,11 +19,13 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from andor.burst import BurstFrames
 from andor.camera import Camera, parse_seconds
 from andor.errors import AndorError
 
@@ -49,18 +54,47 @@ def _snap(cam: Camera, args: argparse.Namespace) -> None:
 
 
 def _burst(cam: Camera, args: argparse.Namespace) -> None:
-    frames = cam.burst(args.frames, args.fps, args.spool, trigger=args.trigger)
+    if args.output is None and args.record is None:
+        raise ValueError("say where the burst goes: -o FILE (here), --record NAME (on the server), or both")
+    frames = cam.burst(args.frames, args.fps, args.spool, trigger=args.trigger, record=args.record)
     plan = frames.plan or {}
     print(f"burst {frames.id}: {args.frames} frames at {frames.fps} fps, {plan.get('regime', 'no plan')}"
-          + (f", about {plan['capture_s']:.1f} s" if plan.get("capture_s") else ""), file=sys.stderr)
+          + (f", about {plan['capture_s']:.1f} s" if plan.get("capture_s") else "")
+          + (f", recorded on the server as {frames.recording}" if frames.recording else ""), file=sys.stderr)
+    if args.output is None:  # the server records it: wait for the burst to end, reading nothing
+        while (status := cam.burst_status())["state"] in ("arming", "capturing", "captured"):
+            time.sleep(0.5)
+        _summarise(status)
+        if status.get("error"):
+            raise AndorError(status.get("message") or status["error"])
+        print(frames.recording)
+        return
+    _save(frames, args)
+
+
+def _fetch(cam: Camera, args: argparse.Namespace) -> None:
+    _save(cam.recording(args.name), args)
+
+
+def _save(frames: BurstFrames, args: argparse.Namespace) -> None:
     try:
         frames.save(args.output, progress=args.progress, overwrite=args.overwrite)
     finally:
-        summary = frames.summary or {}
-        if summary:
-            print(f"{summary.get('captured')} frames, {summary.get('late_frames')} late, "
-                  f"{summary.get('lost_frames')} lost, took {summary.get('took_s') or 0:.2f} s", file=sys.stderr)
+        _summarise(frames.summary or {})
     print(args.output)
+
+
+def _summarise(summary: dict[str, Any]) -> None:
+    if summary:
+        print(f"{summary.get('captured')} frames, {summary.get('late_frames')} late, "
+              f"{summary.get('lost_frames')} lost, took {summary.get('took_s') or 0:.2f} s", file=sys.stderr)
+
+
+def _recordings(cam: Camera, args: argparse.Namespace) -> None:
+    for recording in cam.recordings():
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(recording["modified"]))
+        state = "  (being written)" if recording["recording"] else ""
+        print(f"{recording['name']}\t{recording['bytes'] / 1e6:,.1f} MB\t{when} UTC{state}")
 
 
 def _status(cam: Camera, args: argparse.Namespace) -> None:
@@ -103,11 +137,16 @@ def _parser() -> argparse.ArgumentParser:
     burst.add_argument("--fps", type=float, help="frame rate [the camera's]")
     burst.add_argument("--spool", type=int, default=0, help="server spool in frames [0: the whole burst]")
     burst.add_argument("--trigger", help="TriggerMode: Internal, External, External Start, ...")
-    burst.add_argument("-o", "--output", required=True, help="file: .h5, .zarr, .fits, .tif or .ome.tif")
-    burst.add_argument("--overwrite", action="store_true")
-    burst.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                       help="a progress bar [on a terminal]")
+    burst.add_argument("-o", "--output", help="file here: .h5, .zarr, .fits, .tif or .ome.tif")
+    burst.add_argument("--record", metavar="NAME", help="record it on the server too: NAME.h5 or NAME.zarr")
+    _file_options(burst)
     burst.set_defaults(run=_burst)
+    jobs.add_parser("recordings", help="the recordings on the server").set_defaults(run=_recordings)
+    fetch = jobs.add_parser("fetch", help="a recording on the server into a file here")
+    fetch.add_argument("name")
+    fetch.add_argument("-o", "--output", required=True, help="file: .h5, .zarr, .fits, .tif or .ome.tif")
+    _file_options(fetch)
+    fetch.set_defaults(run=_fetch)
     jobs.add_parser("status", help="the camera and the newest burst").set_defaults(run=_status)
     get = jobs.add_parser("get", help="a feature's value")
     get.add_argument("feature")
@@ -117,6 +156,12 @@ def _parser() -> argparse.ArgumentParser:
     set_.add_argument("value")
     set_.set_defaults(run=_set)
     return parser
+
+
+def _file_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="a progress bar [on a terminal]")
 
 
 if __name__ == "__main__":
