@@ -61,6 +61,7 @@ class ServerRecordingTests(RecordingFixture):
         self.assertLess(summary["took_s"], 0.5 * 40 * SLOW)
         self.assertEqual(summary["recording"], "run1.h5")
         self.assertEqual(frames.frame_numbers.tolist(), list(range(40)))
+        yield self.server.bursts.get(frames.id).recorder.done
         with h5py.File(os.path.join(self.directory, "run1.h5"), "r") as f:
             stored = f["frames"][()]
             self.assertEqual(stored.shape, (40, 64, 64))
@@ -72,6 +73,17 @@ class ServerRecordingTests(RecordingFixture):
             self.assertEqual(reader.ledger["ticks"].tolist(), frames.ledger["ticks"].tolist())
             self.assertEqual(reader.ledger["late"].sum(), summary["late_frames"])
             np.testing.assert_array_equal(reader.ledger["time"], frames.times)
+
+    @defer.inlineCallbacks
+    def test_a_reader_of_a_recording_burst_resumes_where_it_left(self):
+        frames = yield self.client(self.cam.burst, 30, FPS, 2, record="resumed")
+        first = yield self.client(lambda: [next(frames) for _ in range(12)])
+        yield self.client(frames.close)
+        rest = yield self.client(lambda: list(self.cam.resume_burst()))
+        self.assertEqual(len(first) + len(rest), 30)
+        yield self.server.bursts.get(frames.id).recorder.done
+        with RecordingReader(os.path.join(self.directory, "resumed.h5")) as reader:
+            np.testing.assert_array_equal(np.array(first + rest), np.array(list(reader)))
 
     @defer.inlineCallbacks
     def test_a_recording_burst_nobody_reads_completes_and_streams_back(self):

@@ -80,6 +80,7 @@ class Burst:
         self.spool_was_full = False  # the capture once stopped taking frames off the camera
         self._irig: list[tuple[int, int]] = []  # (ticks, UTC ns) of the first and last frames with IRIG-B time
         self.recorder: Recorder | None = None  # a recording burst's: it reads the spool, readers the recording
+        self._recorded: RecordedFrames | None = None
 
     @property
     def state(self) -> BurstState:
@@ -203,7 +204,11 @@ class Burst:
 
     def reader_source(self) -> FrameSource:
         """Where a reader takes the frames from: the spool, or the recording of a recording burst."""
-        return self.spool if self.recorder is None else RecordedFrames(self.recorder)
+        if self.recorder is None:
+            return self.spool
+        if self._recorded is None:  # one for every reader in turn, so that the next resumes where one left
+            self._recorded = RecordedFrames(self.recorder)
+        return self._recorded
 
     def _acknowledged(self, frames: int) -> None:
         """The spool's reader has acknowledged ``frames`` frames (before the spool tells it the end)."""
