@@ -446,6 +446,14 @@ def _remove(path: str) -> None:
 
 
 def _size(path: str) -> int:
+    """Bytes in a file or a folder (a Zarr recording, whose files may come and go as it is written)."""
     if not os.path.isdir(path):
+        return _file_size(path)
+    return sum(_file_size(os.path.join(folder, f)) for folder, _, files in os.walk(path) for f in files)
+
+
+def _file_size(path: str) -> int:
+    try:
         return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(folder, f)) for folder, _, files in os.walk(path) for f in files)
+    except FileNotFoundError:
+        return 0
