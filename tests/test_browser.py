@@ -15,6 +15,7 @@ from twisted.trial import unittest
 
 from tests import browser_support
 from tests.browser_support import canvas_means, fix_levels, frames_drawn, http, wait_for_frames
+from andor_twisted.camera.sim.models import MODELS
 from tests.helpers import LoopbackServer
 
 FRAME_VECTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs", "frame-vectors.json")
@@ -329,3 +330,32 @@ class LiveViewTests(BrowserTestCase):
             expect(tab.locator("#live-status")).to_have_text("live")
 
         return self.browse(check)
+
+
+class EveryModelTests(BrowserTestCase):
+    """The viewer on every simulated camera model: each has its own features (a Neo bins with the
+    AOIBinning enum alone, a Zyla's TemperatureControl is read-only, a Balor is larger), and the page must
+    show live frames, and bin them, on each. One browser visits a server per model."""
+
+    @defer.inlineCallbacks
+    def test_live_view_and_binning_on_every_model(self):
+        servers = {}
+        for model in MODELS:
+            servers[model] = server = LoopbackServer()
+            self.addCleanup(server.stop)
+            yield server.start("--sim-model", model)
+
+        def check(tab):
+            for model, server in servers.items():
+                self.address = server.address
+                tab.goto(f"http://{server.address}/")
+                wait_for_frames(tab, 2)
+                _, aoi = self.api("GET", "/api/aoi")
+                with answered(tab, "PUT", "binning"):
+                    tab.select_option("#binning", "2")
+                self.assertEqual(self.api("GET", "/api/binning")[1]["value"], "2x2", model)
+                wait_for_frames(tab, 2)
+                expect(tab.locator("#aoi-width")).to_have_value(str(aoi["value"]["width"]))
+                expect(tab.locator("#error")).to_be_hidden()
+
+        yield self.browse(check)
