@@ -116,6 +116,8 @@ class Recordings:
     def open(self, name: str) -> defer.Deferred[RecordingSource]:
         """Recording ``name`` to read: the one being written, or a finished one from the disk."""
         if name in self.active:
+            if self.active[name].burst is None:
+                return defer.fail(NoSuchRecording(f"{name} is being created: its burst is arming", name=name))
             return defer.succeed(self.active[name])
         if self.directory is None:
             return defer.fail(NoDataDirectory("this server records nothing: start it with --data-dir DIRECTORY"))
