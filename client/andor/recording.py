@@ -102,6 +102,7 @@ FORMAT_NAMES = {"hdf5": "hdf5", "h5": "hdf5", "zarr": "zarr", "ome-zarr": "zarr"
                 "ome.tiff": "ome-tiff", "ome.tif": "ome-tiff"}
 INSTALL = "pip install 'andor-client[record]'"
 FLUSH_INTERVAL_S = 1.0  # HDF5 and Zarr: the ledger rows (and HDF5's own metadata) reach the disk this often
+HDF5_GROW_BYTES = 64 << 20  # HDF5: the frames dataset grows by whole frames filling this, at least one
 ZARR_CHUNK_BYTES = 4 << 20  # Zarr: frames per chunk are as many whole frames as fill this, at least one
 LEDGER_CHUNK = 4096  # ledger rows per chunk in HDF5 and Zarr: 168 KiB, a few chunks for a long burst
 
@@ -421,7 +422,9 @@ def _plain(value: Any) -> MetadataValue:
 
 class Hdf5Recording(Recording):
     """``frames`` (n, height, width), one chunk a frame written whole with H5Dwrite_chunk (no filter
-    pipeline, no chunk cache), and ``ledger`` beside it; metadata as root attributes."""
+    pipeline, no chunk cache), and ``ledger`` beside it; metadata as root attributes. ``frames`` grows by
+    HDF5_GROW_BYTES of frames at a time, as resizing it costs about half of writing a 512x512 frame, and
+    takes its exact length at close."""
 
     format = "hdf5"
 
@@ -442,6 +445,8 @@ class Hdf5Recording(Recording):
             self._ledger.attrs["time"] = TIME_NOTE
             f.attrs.update(self.metadata)
             self._write_chunk = self._frames.id.write_direct_chunk
+            self._grow = max(1, HDF5_GROW_BYTES // self.frame_bytes)
+            self._length = 0  # the dataset's length: frames written and room for more
             f.flush()
         except BaseException:
             f.close()
@@ -449,7 +454,9 @@ class Hdf5Recording(Recording):
 
     def _write(self, image: NDArray[Any]) -> None:
         n = self.frames_written
-        self._frames.resize(n + 1, axis=0)
+        if n == self._length:
+            self._length = n + self._grow
+            self._frames.resize(self._length, axis=0)
         self._write_chunk((n, 0, 0), image)
 
     def _flush(self, rows: NDArray[np.void]) -> None:
@@ -471,7 +478,7 @@ class Hdf5Recording(Recording):
             self._file.attrs.update(metadata)
 
         try:
-            all_of(lambda: self._frames.resize(self.frames_written, axis=0),  # a frame whose write failed
+            all_of(lambda: self._frames.resize(self.frames_written, axis=0),  # the room, a frame whose write failed
                    lambda: self._write_ledger(ledger, start=0), set_attrs)
         finally:
             self._file.close()
