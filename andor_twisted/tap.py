@@ -13,11 +13,14 @@ from twisted.python.failure import Failure
 from andor_twisted.acquisition.arbiter import Arbiter
 from andor_twisted.acquisition.burst import Bursts
 from andor_twisted.acquisition.live import LiveView
+from andor_twisted.acquisition.probe import CameraProbe
 from andor_twisted.camera import sdk3
 from andor_twisted.camera.devices import Choice
 from andor_twisted.camera.contract import SDK
 from andor_twisted.camera.sim.models import MODELS, WHEN_FULL, CameraModel
 from andor_twisted.service import CameraService
+from andor_twisted.web.health import HealthCheck
+from andor_twisted.web.metrics import Metrics
 from andor_twisted.web.site import make_site
 
 DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
@@ -142,7 +145,11 @@ def makeService(options: usage.Options, reactor: Any = None) -> service.MultiSer
     bursts = Bursts(camera, arbiter, reactor, options["spool-memory-limit"], options["burst-idle-timeout"])
     # stopped in reverse: the listening ports, the burst, then the live view, then the camera
     children: list[tuple[str, Any]] = [("camera", camera), ("live", live), ("bursts", bursts)]
-    site: Any = make_site(camera, bursts, live, arbiter)  # Any: an IProtocolFactory, which mypy cannot see
+    probe = CameraProbe(camera, reactor)
+    metrics = Metrics(camera, bursts, live, probe, reactor, lambda f: reactor.callFromThread(f))
+    health = HealthCheck(camera, probe, reactor)
+    # Any: an IProtocolFactory, which mypy cannot see
+    site: Any = make_site(camera, bursts, live, arbiter, metrics=metrics, health=health)
     for n, endpoint in enumerate(options["listen"]):
         children.append((f"listen {n}", strports.service(endpoint, site, reactor=reactor)))
     for name, child in children:
