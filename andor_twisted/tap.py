@@ -19,6 +19,7 @@ from andor_twisted.camera.devices import Choice
 from andor_twisted.camera.contract import SDK
 from andor_twisted.camera.sim.models import MODELS, WHEN_FULL, CameraModel
 from andor_twisted.service import CameraService
+from andor_twisted.systemd import SystemdNotifier
 from andor_twisted.web.health import HealthCheck
 from andor_twisted.web.metrics import Metrics
 from andor_twisted.web.site import make_site
@@ -122,8 +123,8 @@ def simulated_sdk(options: usage.Options | dict[str, Any], time: Any = None) -> 
 
 def makeService(options: usage.Options, reactor: Any = None) -> service.MultiService:
     """The service tree, each child named: "camera" (CameraService), "live" (LiveView), "bursts"
-    (Bursts), then one server per --listen ("listen 0", ...). The arbiter of the camera is shared by the
-    live view, the bursts and the API."""
+    (Bursts), then one server per --listen ("listen 0", ...), then "systemd" (SystemdNotifier). The arbiter
+    of the camera is shared by the live view, the bursts and the API."""
     if reactor is None:
         from twisted.internet import reactor
     if options["camera"].startswith("sim"):
@@ -152,6 +153,8 @@ def makeService(options: usage.Options, reactor: Any = None) -> service.MultiSer
     site: Any = make_site(camera, bursts, live, arbiter, metrics=metrics, health=health)
     for n, endpoint in enumerate(options["listen"]):
         children.append((f"listen {n}", strports.service(endpoint, site, reactor=reactor)))
+    # last: READY=1 once listening and the camera is open; the watchdog's pings (Type=notify, WatchdogSec=)
+    children.append(("systemd", SystemdNotifier(reactor, lambda: camera.opened)))
     for name, child in children:
         child.setName(name)
         child.setServiceParent(top)

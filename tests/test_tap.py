@@ -106,14 +106,15 @@ class OptionsTests(unittest.TestCase):
 
     def test_make_service(self):
         """makeService builds the camera service, the live view and the bursts (stopped in reverse, so the
-        camera closes last), then one server per --listen."""
+        camera closes last), then one server per --listen, then the systemd notifier (stopped first)."""
         options = self.parse("--listen", "tcp:0", "--listen", "tcp:0:interface=127.0.0.2")
         top = tap.makeService(options, reactor=MemoryReactorClock())
         self.assertIsInstance(top, MultiService)
         children = list(top)
         self.assertEqual([type(c).__name__ for c in children][:3], ["CameraService", "LiveView", "Bursts"])
-        self.assertEqual(len(children), 5)
-        self.assertEqual([c.name for c in children], ["camera", "live", "bursts", "listen 0", "listen 1"])
+        self.assertEqual(len(children), 6)
+        self.assertEqual([c.name for c in children],
+                         ["camera", "live", "bursts", "listen 0", "listen 1", "systemd"])
         self.assertIn("simulated neo", children[0].description)
         live, bursts = top.getServiceNamed("live"), top.getServiceNamed("bursts")
         self.assertIs(live.arbiter, bursts.arbiter)  # one arbiter of the camera
