@@ -7,9 +7,12 @@ import re
 from typing import Any
 
 from twisted.application import service, strports
+from twisted.logger import ILogObserver
 from twisted.python import usage
+from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
+from andor_twisted import logs
 from andor_twisted.acquisition.arbiter import Arbiter
 from andor_twisted.acquisition.burst import Bursts
 from andor_twisted.acquisition.live import LiveView
@@ -71,6 +74,8 @@ class Options(usage.Options):
         ["spool-memory-limit", None, None, "most bytes the burst spool may hold [default: half the RAM]",
          parse_size],
         ["burst-idle-timeout", None, 600.0, "discard a burst nobody has read for this long, seconds", parse_seconds],
+        ["log-format", None, "text", "text, or json: one JSON object a line on stdout, with every field of each "
+         "event (unless twistd's --logger names another observer)"],
     ]
 
     def __init__(self) -> None:
@@ -86,6 +91,8 @@ class Options(usage.Options):
             self["listen"] = [DEFAULT_LISTEN]
         if self["sim-model"] not in MODELS:
             raise usage.UsageError(f"--sim-model must be one of {', '.join(MODELS)}, not {self['sim-model']!r}")
+        if self["log-format"] not in logs.FORMATS:
+            raise usage.UsageError(f"--log-format must be one of {', '.join(logs.FORMATS)}, not {self['log-format']!r}")
         if self["sim-overflow"] not in (None, *WHEN_FULL):
             raise usage.UsageError(f"--sim-overflow must be one of {', '.join(WHEN_FULL)}, "
                                    f"not {self['sim-overflow']!r}")
@@ -121,6 +128,20 @@ def simulated_sdk(options: usage.Options | dict[str, Any], time: Any = None) -> 
     return sim.sdk(simulated_model(options), time)
 
 
+class ServerService(service.MultiService):
+    """The top of the service tree. With ``log_observer``, it gives twistd's application that observer as
+    its ILogObserver component, which twistd then logs to (unless its --logger names another)."""
+
+    def __init__(self, log_observer: Any = None) -> None:  # Any: an ILogObserver, which mypy cannot see
+        super().__init__()
+        self.log_observer = log_observer
+
+    def setServiceParent(self, parent: Any) -> None:
+        super().setServiceParent(parent)
+        if self.log_observer is not None and isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, self.log_observer)
+
+
 def makeService(options: usage.Options, reactor: Any = None) -> service.MultiService:
     """The service tree, each child named: "camera" (CameraService), "live" (LiveView), "bursts"
     (Bursts), then one server per --listen ("listen 0", ...), then "systemd" (SystemdNotifier). The arbiter
@@ -139,7 +160,7 @@ def makeService(options: usage.Options, reactor: Any = None) -> service.MultiSer
         reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
         reactor.callLater(0, reactor.stop)
 
-    top = service.MultiService()
+    top = ServerService(logs.json_observer() if options["log-format"] == "json" else None)
     arbiter = Arbiter()
     camera = CameraService(sdk, options["camera-choice"], reactor, description, on_open_failure=stop_on_failure)
     live = LiveView(camera, arbiter, reactor)

@@ -7,9 +7,12 @@ import json
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, threads
 from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 import andor
+from andor_twisted import logs
 from andor_twisted.acquisition.probe import CameraProbe
 from andor_twisted.camera.errors import CameraNotReady
 from andor_twisted.web.health import HealthCheck
@@ -37,7 +40,7 @@ def moved(before, after, names=BURST_COUNTERS):
     return {name: change for name, change in changes.items() if change}
 
 
-class OperationsTests(unittest.TestCase):
+class ServerFixture(unittest.TestCase):
     maxDiff = None
 
     @defer.inlineCallbacks
@@ -74,6 +77,8 @@ class OperationsTests(unittest.TestCase):
     def read_all(self, frames):
         return self.client(lambda: [image for image in frames])
 
+
+class OperationsTests(ServerFixture):
     @defer.inlineCallbacks
     def test_burst(self):
         """A burst read to its end: one burst started and completed, its frames captured, sent and
@@ -200,6 +205,60 @@ class OperationsTests(unittest.TestCase):
         self.assertEqual(body["camera_open"], True)
         status, _, body = yield self.client(self.server.raw, "GET", "/api/health/more")
         self.assertEqual((status, body["error"]), (404, "not_found"))
+
+
+class LogTests(ServerFixture):
+    """What the server logs of what it does: a summary per burst, who changed what, and no traceback for a
+    client's mistakes."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    @defer.inlineCallbacks
+    def test_one_summary_per_burst(self):
+        """A burst read to its end, then one replaced by a new one: one summary event each, with the
+        whole status, as JSON; the replaced one is logged as discarded, the done one not again."""
+        frames = yield self.client(self.cam.burst, 3, FPS)
+        yield self.read_all(frames)
+        yield self.client(self.server.raw, "POST", "/api/burst", {"value": {"frames": 4, "fps": FPS}})
+        yield self.server.bursts.current.when_captured()
+        yield self.client(self.server.raw, "POST", "/api/burst", {"value": {"frames": 2, "fps": FPS}})
+        summaries = [e for e in self.events if "summary" in e]
+        self.assertEqual([(e["id"], e["state"]) for e in summaries], [(1, "done"), (2, "discarded")])
+        first = json.loads(logs.format_json(summaries[0]))
+        self.assertEqual(first["message"], "burst 1 done: 3 of 3 frames captured, 3 acknowledged, 0 late, 0 lost")
+        self.assertEqual((first["summary"]["captured"], first["summary"]["state"]), (3, "done"))
+        self.assertIn("plan", first["summary"])
+
+    @defer.inlineCallbacks
+    def test_who_changed_what(self):
+        """A change is logged with the client that made it and the value the camera now has; reads are not."""
+        yield self.client(self.server.raw, "GET", "/api/exposure_time")
+        yield self.client(self.server.raw, "PUT", "/api/exposure_time", {"value": 0.02})
+        changes = [e for e in self.events if "who" in e]
+        self.assertEqual(len(changes), 1)
+        self.assertEqual((changes[0]["method"], changes[0]["route"]), ("PUT", "/api/exposure_time"))
+        self.assertRegex(changes[0]["who"], r"^127\.0\.0\.1:\d+$")
+        self.assertAlmostEqual(changes[0]["result"], 0.02, places=6)
+
+    @defer.inlineCallbacks
+    def test_no_traceback_for_client_mistakes(self):
+        """Malformed JSON, an unknown feature or route, a value out of range, a burst the camera refuses,
+        a burst that is not there: answered with 4xx, and nothing logs a traceback or an error."""
+        raw = self.server.raw
+        for method, path, body, status in [
+            ("GET", "/api/burst", None, 404), ("DELETE", "/api/burst", None, 404),  # (before there is one)
+            ("PUT", "/api/exposure_time", b"{not json", 400), ("GET", "/api/features/Nope", None, 404),
+            ("GET", "/api/nowhere", None, 404), ("PUT", "/api/exposure_time", {"value": -1}, 400),
+            ("POST", "/api/burst", {"value": {"frames": 5, "fps": 1e6}}, 400),
+            ("POST", "/api/burst", {"value": {"frames": "many"}}, 400), ("DELETE", "/api/snap", None, 405),
+        ]:
+            answer = yield self.client(raw, method, path, body)
+            self.assertEqual(answer[0], status, (method, path, answer))
+        self.assertEqual([e for e in self.events if "log_failure" in e], [])
+        self.assertEqual([formatEvent(e) for e in self.events if e["log_level"] >= LogLevel.error], [])
 
 
 class FakeCameraService:
