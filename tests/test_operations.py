@@ -2,7 +2,9 @@
 after seven frames of an acquisition, scraped with prometheus_client's own parser before and after each
 thing it does; the counters must move by exactly what happened."""
 
+import io
 import json
+import sys
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, threads
@@ -12,6 +14,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 import andor
+from andor.progress import BurstProgress
 from andor_twisted import logs
 from andor_twisted.acquisition.probe import CameraProbe
 from andor_twisted.camera.errors import CameraNotReady
@@ -205,6 +208,50 @@ class OperationsTests(ServerFixture):
         self.assertEqual(body["camera_open"], True)
         status, _, body = yield self.client(self.server.raw, "GET", "/api/health/more")
         self.assertEqual((status, body["error"]), (404, "not_found"))
+
+
+class ProgressTests(ServerFixture):
+    @defer.inlineCallbacks
+    def test_bar(self):
+        """burst(progress=True) shows a bar on stderr: frames read, MB/s, and at the end the server's spool
+        use from the summary; progress=None off a terminal shows none."""
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        frames = yield self.client(self.cam.burst, 5, FPS, 0, None, None, None, True)
+        yield self.read_all(frames)
+        text = err.getvalue()
+        self.assertRegex(text, rf"burst {frames.id}: 100%.*5/5.*MB/s, spool 0/5 \(0 MB\), high water \d")
+        err.truncate(0)
+        frames = yield self.client(self.cam.burst, 5, FPS)
+        yield self.read_all(frames)
+        self.assertEqual(err.getvalue(), "")
+
+
+class BarTests(unittest.TestCase):
+    def test_figures(self):
+        """The bar's figures: MB/s since the first frame, the spool's use as the server last said (asked at
+        most once a second, and only for this burst)."""
+        now, asked = [10.0], []
+        statuses = iter([{"id": 4, "spool_frames": 12, "spool_capacity": 100, "spool_bytes": 24e6,
+                          "high_water_frames": 80},
+                         {"id": 5, "spool_frames": 1, "spool_capacity": 1}])
+
+        def status():
+            asked.append(now[0])
+            return next(statuses)
+
+        bar = BurstProgress(4, 10, status, out=io.StringIO(), clock=lambda: now[0])
+        now[0] = 11.0
+        bar.frame(2_000_000)
+        self.assertEqual(bar.postfix(now[0]), "2.0 MB/s, spool 12/100 (24 MB), high water 80")
+        now[0] = 11.5
+        bar.frame(2_000_000)
+        self.assertEqual(asked, [11.0])
+        now[0] = 12.0
+        bar.frame(2_000_000)  # a newer burst's status is not this one's
+        self.assertEqual(bar.postfix(now[0]), "3.0 MB/s, spool 12/100 (24 MB), high water 80")
+        bar.close({"spool_frames": 0, "spool_capacity": 100, "spool_bytes": 0, "high_water_frames": 90})
+        self.assertEqual(bar.postfix(now[0]), "3.0 MB/s, spool 0/100 (0 MB), high water 90")
 
 
 class LogTests(ServerFixture):

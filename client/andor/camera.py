@@ -232,7 +232,8 @@ class Camera:
     # ---- bursts ----
 
     def burst(self, frames: int, fps: float | None = None, serverSpool: int = 0, trigger: str | None = None,
-              trigger_timeout: float | None = None, reader_rate: float | None = None) -> BurstFrames:
+              trigger_timeout: float | None = None, reader_rate: float | None = None,
+              progress: bool | None = None) -> BurstFrames:
         """Take a burst of images, returned as a generator of 2-D arrays.
 
         The server starts capturing as soon as it gets the request, before this returns, whether or
@@ -259,6 +260,9 @@ class Camera:
             seconds to wait for each trigger before the burst ends with an error (default 60)
         reader_rate : float
             bytes per second this reader expects to take, for the server's plan (``frames.plan``)
+        progress : bool
+            a tqdm progress bar on stderr while the frames are read: frames, MB/s and the server's spool
+            use. None (the default): only when stderr is a terminal
 
         Returns
         -------
@@ -269,7 +273,7 @@ class Camera:
             ``andor.AndorError`` if the server fails mid-burst, after the frames captured before that.
         """
         request = _burst_request(frames, fps, serverSpool, trigger, trigger_timeout, reader_rate)
-        return BurstFrames(self, json.loads(self._request("POST", "burst", request)[1])["value"])
+        return BurstFrames(self, json.loads(self._request("POST", "burst", request)[1])["value"], progress)
 
     def plan_burst(self, frames: int, fps: float | None = None, serverSpool: int = 0, trigger: str | None = None,
                    reader_rate: float | None = None) -> dict[str, Any]:
@@ -288,10 +292,10 @@ class Camera:
         """The newest burst's status: state, captured, sent, acknowledged, spool occupancy, ..."""
         return self._get("burst")
 
-    def resume_burst(self) -> BurstFrames:
+    def resume_burst(self, progress: bool | None = None) -> BurstFrames:
         """A new generator for the newest burst, starting at its first frame not yet acknowledged
-        (after a reader broke off or lost its connection)."""
-        return BurstFrames(self, self._get("burst"))
+        (after a reader broke off or lost its connection); ``progress`` as for ``burst``."""
+        return BurstFrames(self, self._get("burst"), progress)
 
 
 def _burst_request(frames: int, fps: float | None, spool: int, trigger: str | None, trigger_timeout: float | None,
