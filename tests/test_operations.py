@@ -195,6 +195,7 @@ class OperationsTests(ServerFixture):
         self.assertEqual(status, 200)
         after = yield self.scrape()
         self.assertEqual(after[("andor_camera_open", ())], 1)
+        self.assertEqual(after[("andor_camera_answering", ())], 1)
         self.assertAlmostEqual(after[("andor_camera_temperature_celsius", ())], body["temperature"], places=6)
         self.assertEqual(after[("andor_camera_cooling", ())], 0)
         self.assertEqual(after[("andor_camera_cooling_status", (("status", "Cooler Off"),))], 1)

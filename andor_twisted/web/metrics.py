@@ -109,10 +109,13 @@ class ServerCollector(Collector):
                          "(a burst, the live view or a snap)", max(0.0, self.clock.seconds() - camera.last_frame_at))
         self.call_in_reactor(self.probe.cached)  # a fresh reading for the next scrape, if this one is old
         reading = self.probe.latest
-        if reading is None or not reading.ok:
+        if reading is None:
             return
-        yield _gauge("camera_reading_age_seconds", "Age of the temperature and cooling figures",
+        yield _gauge("camera_answering", "1 if the camera answered the last temperature read", int(reading.ok))
+        yield _gauge("camera_reading_age_seconds", "Age of the last temperature read (answered or not)",
                      max(0.0, self.clock.seconds() - reading.at))
+        if not reading.ok:
+            return
         if reading.temperature is not None:
             yield _gauge("camera_temperature_celsius", "SensorTemperature", reading.temperature)
         if reading.cooling is not None:
