@@ -279,6 +279,7 @@ class LogTests(ServerFixture):
         self.assertEqual(first["message"], "burst 1 done: 3 of 3 frames captured, 3 acknowledged, 0 late, 0 lost")
         self.assertEqual((first["summary"]["captured"], first["summary"]["state"]), (3, "done"))
         self.assertIn("plan", first["summary"])
+        self.assertEqual(summaries[1]["summary"]["message"], "burst 2 was discarded: burst 3 replaced it")
 
     @defer.inlineCallbacks
     def test_who_changed_what(self):

@@ -224,8 +224,8 @@ class Burst:
         if self.state is not BurstState.DISCARDED:
             self.log.info("burst {id} discarded ({why}); {n} frames unread", id=self.id, why=why,
                           n=self.spool.frames)
-            self._to(BurstState.DISCARDED)
             self.error = BurstDiscarded(f"burst {self.id} was discarded: {why}", burst=self.id)
+            self._to(BurstState.DISCARDED)  # (after the error: its summary says why)
             if self._capture is not None:
                 self._capture.cancel()
             self.spool.discard(self.error)
@@ -285,8 +285,8 @@ class BurstCounts:
     """Totals since the server started, for /metrics. Bursts are counted by how they ended (started =
     completed + failed + rejected + discarded + the one still running): completed once every frame was
     acknowledged, failed when the camera failed, rejected when the camera refused the request as it armed
-    (a frame rate out of range, say: the client's mistake), discarded when dropped before any of these. Frames are
-    a burst's own counters, read at scrape time (``Bursts.counts``), so nothing is counted per frame."""
+    (a frame rate out of range, say: the client's mistake), discarded when dropped before any of these.
+    Frames are a burst's own counters, read at scrape time (``Bursts.counts``): nothing is counted per frame."""
 
     started: int = 0
     completed: int = 0
