@@ -151,3 +151,21 @@ class JournalTests(unittest.TestCase):
         log.info("camera {name} open", name="neo")
         log.error("link lost")
         self.assertEqual(out.getvalue(), "<6>[andor#info] camera neo open\n<3>[andor#error] link lost\n")
+
+    def test_json_lines_carry_priority(self):
+        """The journal's JSON observer: each line a priority, then the JSON of --log-format json."""
+        import io
+        import json
+
+        from twisted.logger import Logger, LogPublisher
+
+        from andor_twisted import journal
+
+        out = io.StringIO()
+        log = Logger(namespace="andor", observer=LogPublisher(journal.json_observer(out)))
+        log.info("camera {name} open", name="neo")
+        log.error("link lost")
+        first, second = out.getvalue().splitlines()
+        self.assertEqual((first[:3], second[:3]), ("<6>", "<3>"))
+        self.assertEqual(json.loads(first[3:])["message"], "camera neo open")
+        self.assertEqual(json.loads(second[3:])["level"], "error")
