@@ -4,6 +4,8 @@ thing it does; the counters must move by exactly what happened."""
 
 import io
 import json
+import os
+import re
 import sys
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -200,6 +202,23 @@ class OperationsTests(ServerFixture):
         self.assertEqual(after[("andor_camera_cooling", ())], 0)
         self.assertEqual(after[("andor_camera_cooling_status", (("status", "Cooler Off"),))], 1)
         self.assertEqual(after[("andor_camera_cooling_status", (("status", "Fault"),))], 0)
+
+    @defer.inlineCallbacks
+    def test_documented_metrics_exist(self):
+        """Every andor_ metric docs/operations.md names (in its table and its alerting rules) is in a scrape,
+        and every one in a scrape is documented."""
+        with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                               "operations.md")) as f:
+            documented = set(re.findall(r"\b(andor_(?!twisted)[a-z_]+)", f.read()))  # (not the package)
+        documented = {re.sub(r"_(bucket|count|sum)$", "", name) for name in documented}
+        yield self.client(self.cam.snap)  # a frame, for the time since the last one
+        yield self.health()  # a temperature reading
+        families = {family.name: family.type
+                    for family in text_string_to_metric_families((yield self.client(self.server.raw, "GET",
+                                                                                     "/metrics"))[2].decode())}
+        exported = {name + "_total" if kind == "counter" else name for name, kind in families.items()
+                    if not name.endswith("_created")}  # prometheus_client's creation times of its own metrics
+        self.assertEqual(documented, exported)
 
     @defer.inlineCallbacks
     def test_health_is_next_to_the_api(self):
