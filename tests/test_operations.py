@@ -226,6 +226,8 @@ class OperationsTests(ServerFixture):
         status, kind, body = yield self.client(self.server.raw, "GET", "/api/health")
         self.assertEqual((status, kind), (200, "application/json"))
         self.assertEqual(body["camera_open"], True)
+        status, _, body = yield self.client(self.server.raw, "GET", "/api/health/")
+        self.assertEqual((status, body["healthy"]), (200, True))
         status, _, body = yield self.client(self.server.raw, "GET", "/api/health/more")
         self.assertEqual((status, body["error"]), (404, "not_found"))
 

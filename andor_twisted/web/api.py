@@ -128,7 +128,7 @@ class CameraAPI(resource.Resource):
 
     def render(self, request: Request) -> Any:
         postpath = request.postpath or []
-        if len(postpath) == 1 and postpath[0] in self.children:  # this resource is a leaf: route them here
+        if postpath and postpath[0] in self.children and not any(postpath[1:]):  # a leaf: route them here
             return self.children[postpath[0]].render(request)
         started = time.perf_counter()
         method = (request.method or b"").decode("ascii", "replace")
