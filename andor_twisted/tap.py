@@ -7,18 +7,25 @@ import re
 from typing import Any
 
 from twisted.application import service, strports
+from twisted.logger import ILogObserver
 from twisted.python import usage
+from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 
+from andor_twisted import logs
 from andor_twisted.acquisition.arbiter import Arbiter
 from andor_twisted.acquisition.burst import Bursts
 from andor_twisted.acquisition.live import LiveView
 from andor_twisted.acquisition.recorder import Recordings
+from andor_twisted.acquisition.probe import CameraProbe
 from andor_twisted.camera import sdk3
 from andor_twisted.camera.devices import Choice
 from andor_twisted.camera.contract import SDK
 from andor_twisted.camera.sim.models import MODELS, WHEN_FULL, CameraModel
 from andor_twisted.service import CameraService
+from andor_twisted.systemd import SystemdNotifier
+from andor_twisted.web.health import HealthCheck
+from andor_twisted.web.metrics import Metrics
 from andor_twisted.web.site import make_site
 
 DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
@@ -70,6 +77,8 @@ class Options(usage.Options):
         ["data-dir", None, None, "the directory bursts are recorded into on the server (POST /api/burst with "
          "\"record\"); none: the server records nothing"],
         ["burst-idle-timeout", None, 600.0, "discard a burst nobody has read for this long, seconds", parse_seconds],
+        ["log-format", None, "text", "text, or json: one JSON object a line on stdout, with every field of each "
+         "event (unless twistd's --logger names another observer)"],
     ]
 
     def __init__(self) -> None:
@@ -85,6 +94,8 @@ class Options(usage.Options):
             self["listen"] = [DEFAULT_LISTEN]
         if self["sim-model"] not in MODELS:
             raise usage.UsageError(f"--sim-model must be one of {', '.join(MODELS)}, not {self['sim-model']!r}")
+        if self["log-format"] not in logs.FORMATS:
+            raise usage.UsageError(f"--log-format must be one of {', '.join(logs.FORMATS)}, not {self['log-format']!r}")
         if self["sim-overflow"] not in (None, *WHEN_FULL):
             raise usage.UsageError(f"--sim-overflow must be one of {', '.join(WHEN_FULL)}, "
                                    f"not {self['sim-overflow']!r}")
@@ -123,10 +134,24 @@ def simulated_sdk(options: usage.Options | dict[str, Any], time: Any = None) -> 
     return sim.sdk(simulated_model(options), time)
 
 
+class ServerService(service.MultiService):
+    """The top of the service tree. With ``log_observer``, it gives twistd's application that observer as
+    its ILogObserver component, which twistd then logs to (unless its --logger names another)."""
+
+    def __init__(self, log_observer: Any = None) -> None:  # Any: an ILogObserver, which mypy cannot see
+        super().__init__()
+        self.log_observer = log_observer
+
+    def setServiceParent(self, parent: Any) -> None:
+        super().setServiceParent(parent)
+        if self.log_observer is not None and isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, self.log_observer)
+
+
 def makeService(options: usage.Options, reactor: Any = None) -> service.MultiService:
     """The service tree, each child named: "camera" (CameraService), "live" (LiveView), "bursts"
-    (Bursts), then one server per --listen ("listen 0", ...). The arbiter of the camera is shared by the
-    live view, the bursts and the API."""
+    (Bursts), then one server per --listen ("listen 0", ...), then "systemd" (SystemdNotifier). The arbiter
+    of the camera is shared by the live view, the bursts and the API."""
     if reactor is None:
         from twisted.internet import reactor
     if options["camera"].startswith("sim"):
@@ -141,7 +166,7 @@ def makeService(options: usage.Options, reactor: Any = None) -> service.MultiSer
         reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
         reactor.callLater(0, reactor.stop)
 
-    top = service.MultiService()
+    top = ServerService(logs.json_observer() if options["log-format"] == "json" else None)
     arbiter = Arbiter()
     camera = CameraService(sdk, options["camera-choice"], reactor, description, on_open_failure=stop_on_failure)
     live = LiveView(camera, arbiter, reactor)
@@ -149,9 +174,15 @@ def makeService(options: usage.Options, reactor: Any = None) -> service.MultiSer
                     Recordings(options["data-dir"], reactor))
     # stopped in reverse: the listening ports, the burst, then the live view, then the camera
     children: list[tuple[str, Any]] = [("camera", camera), ("live", live), ("bursts", bursts)]
-    site: Any = make_site(camera, bursts, live, arbiter)  # Any: an IProtocolFactory, which mypy cannot see
+    probe = CameraProbe(camera, reactor)
+    metrics = Metrics(camera, bursts, live, probe, reactor, lambda f: reactor.callFromThread(f))
+    health = HealthCheck(camera, probe, reactor, data_dir=options["data-dir"])
+    # Any: an IProtocolFactory, which mypy cannot see
+    site: Any = make_site(camera, bursts, live, arbiter, metrics=metrics, health=health)
     for n, endpoint in enumerate(options["listen"]):
         children.append((f"listen {n}", strports.service(endpoint, site, reactor=reactor)))
+    # last: READY=1 once listening and the camera is open; the watchdog's pings (Type=notify, WatchdogSec=)
+    children.append(("systemd", SystemdNotifier(reactor, lambda: camera.opened)))
     for name, child in children:
         child.setName(name)
         child.setServiceParent(top)

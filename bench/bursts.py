@@ -1,6 +1,6 @@
 """Measure how fast burst frames move from one process to another on loopback, three ways.
 
-    .venv/bin/python bench/bursts.py [--rounds 2] [--seconds 4] [--spool 32] [--profile DIR]
+    .venv/bin/python bench/bursts.py [--rounds 2] [--seconds 4] [--spool 32] [--scrape SECONDS] [--profile DIR]
 
 For 2560x2160 and 512x512 Mono16 frames:
 
@@ -12,6 +12,10 @@ For 2560x2160 and 512x512 Mono16 frames:
   http   the design this server replaces: one HTTP GET per frame. ``http.server.ThreadingHTTPServer``
          (HTTP/1.1 keep-alive, Content-Length, TCP_NODELAY) answers each GET with the pixels; the client
          does ``requests.Session().get(url).content`` and ``np.frombuffer(...).reshape(H, W)``.
+
+  scraped  with --scrape SECONDS: the full path while another thread of the parent GETs /metrics and
+           /api/health every SECONDS (Prometheus scrapes every 15 s or so: 0.1 makes any cost show),
+           run interleaved with the full path so both meet the same noise.
 
 How to read the table:
   MB/s, frames/s   pixel bytes (10^6) and frames per second, from the first frame the receiver has
@@ -250,6 +254,34 @@ def run_full(width, height, count, server, spool=32, prefix=()):
     return receive(child("burst-recv", server.port, width, height, count, spool, server.pid, prefix=prefix))
 
 
+def run_scraped(width, height, count, server, spool=32, every=0.1):
+    """The full path while /metrics and /api/health are fetched every ``every`` seconds."""
+    import http.client
+    import threading
+
+    stop, scrapes = threading.Event(), []
+
+    def scrape():
+        while not stop.wait(every):
+            for path in ("/metrics", "/api/health"):
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+                conn.request("GET", path)
+                response = conn.getresponse()
+                response.read()
+                conn.close()
+                scrapes.append(response.status)
+
+    scraper = threading.Thread(target=scrape, daemon=True)
+    scraper.start()
+    try:
+        result = run_full(width, height, count, server, spool)
+    finally:
+        stop.set()
+        scraper.join()
+    assert set(scrapes) <= {200}, f"a scrape failed: {sorted(set(scrapes))}"
+    return {**result, "scrapes": len(scrapes)}
+
+
 IDEAL = ("--sim-model", "ideal", "--sim-arm-latency", "0.001")
 
 
@@ -294,9 +326,12 @@ class Server:
         self.proc.wait()
 
 
-def runners(spool):
+def runners(spool, scrape=None):
     """{method: run(width, height, frames, server) -> the receiver's result}."""
-    return {"raw": run_raw, "full": lambda *args: run_full(*args, spool=spool), "http": run_http}
+    methods = {"raw": run_raw, "full": lambda *args: run_full(*args, spool=spool), "http": run_http}
+    if scrape:
+        methods["scraped"] = lambda *args: run_scraped(*args, spool=spool, every=scrape)
+    return methods
 
 
 def frames_for(run, width, height, seconds, server):
@@ -315,16 +350,18 @@ def frames_at(result, seconds):
     return math.ceil(result["frames"] / result["seconds"] * seconds)
 
 
-def measure(rounds, seconds, spool, log):
+def measure(rounds, seconds, spool, log, scrape=None):
     """{(size, method): [the result of each round]}, running the methods interleaved."""
     server = Server(log)
-    run = runners(spool)
+    run = runners(spool, scrape)
     results = collections.defaultdict(list)
     try:
         for width, height in SIZES:
-            counts = {m: frames_for(run[m], width, height, seconds, server) for m in METHODS}
+            counts = {m: frames_for(run[m], width, height, seconds, server) for m in run if m != "scraped"}
+            if "scraped" in run:
+                counts["scraped"] = counts["full"]  # the same burst, so that the two compare
             for _ in range(rounds):
-                for method in METHODS:
+                for method in run:
                     result = run[method](width, height, counts[method], server)
                     results[(width, height), method].append(result)
                     counts[method] = max(counts[method], frames_at(result, seconds))  # if a round ran faster
@@ -339,19 +376,20 @@ def _rate(result, width, height):
     return result["frames"] * width * height * 2 / result["seconds"] / 1e6
 
 
-def report(results, rounds):
+def report(results, rounds, scrape=None):
     print()
     print(f"best of {rounds} rounds (highest MB/s); CPU from /proc/<pid>/stat of sender and receiver")
     print(f"{'size':10s} {'method':6s} {'frames':>7s} {'window':>8s} {'MB/s':>7s} {'frames/s':>9s} "
           f"{'CPU s/GB send + recv = total':>30s} {'total s':>8s}")
     best = {}
+    methods = [*METHODS, "scraped"] if scrape else METHODS
     for width, height in SIZES:
         size = f"{width}x{height}"
-        for method in METHODS:
+        for method in methods:
             r = best[size, method] = max(results[(width, height), method], key=lambda r: _rate(r, width, height))
             gb = r["frames"] * width * height * 2 / 1e9
             send, recv = r["cpu_send"] / gb, r["cpu_recv"] / gb
-            total = f"{r['total_seconds']:8.2f}" if method == "full" else ""
+            total = f"{r['total_seconds']:8.2f}" if method in ("full", "scraped") else ""
             print(f"{size:10s} {method:6s} {r['frames'] + 1:7d} {r['seconds']:6.2f} s "
                   f"{_rate(r, width, height):7.0f} {r['frames'] / r['seconds']:9.0f} "
                   f"{send:11.2f} + {recv:5.2f} = {send + recv:5.2f}   {total}")
@@ -364,6 +402,15 @@ def report(results, rounds):
         full_raw, full_http = rate["full"] / rate["raw"], rate["full"] / rate["http"]
         print(f"  {size:10s} full/raw {full_raw:5.2f} (target >= {want_raw:.2f}: {_verdict(full_raw, want_raw)})"
               f"   full/http {full_http:5.2f}x (target >= {want_http:.1f}x: {_verdict(full_http, want_http)})")
+    if scrape:
+        print(f"scraping /metrics and /api/health every {scrape:g} s during the full path (MB/s, best of each):")
+        for width, height in SIZES:
+            size = f"{width}x{height}"
+            runs = results[(width, height), "scraped"]
+            scraped = _rate(best[size, "scraped"], width, height)
+            full = _rate(best[size, "full"], width, height)
+            print(f"  {size:10s} scraped/full {scraped / full:5.3f} ({scraped:.0f} against {full:.0f} MB/s; "
+                  f"{sum(r['scrapes'] for r in runs) // len(runs)} requests a run)")
 
 
 def _verdict(value, target):
@@ -463,13 +510,15 @@ def main():
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each measurement")
     parser.add_argument("--spool", type=int, default=32, help="server spool of the full path, frames")
     parser.add_argument("--profile", metavar="DIR", help="profile the full path with py-spy instead")
+    parser.add_argument("--scrape", type=float, metavar="SECONDS",
+                        help="also run the full path while /metrics and /api/health are fetched this often")
     args = parser.parse_args()
     if args.profile:
         profile(args.profile, args.seconds, args.spool)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        results = measure(args.rounds, args.seconds, args.spool, os.path.join(tmp, "twistd.log"))
-    report(results, args.rounds)
+        results = measure(args.rounds, args.seconds, args.spool, os.path.join(tmp, "twistd.log"), args.scrape)
+    report(results, args.rounds, args.scrape)
 
 
 if __name__ == "__main__":

@@ -163,7 +163,8 @@ class PageTests(BrowserTestCase):
         return self.browse(check)
 
     def test_burst_from_a_script_shows_progress(self):
-        """A burst started by another program appears in #burst-progress, polled from GET /api/burst."""
+        """A burst started by another program appears in #burst-progress, polled from GET /api/burst, with
+        the spool's use and the rate its frames are sent at (MB/s)."""
 
         def check(tab):
             expect(tab.locator("#burst-progress")).to_have_text("no burst")
@@ -173,7 +174,8 @@ class PageTests(BrowserTestCase):
             progress = tab.locator("#burst-progress")
             expect(progress).to_contain_text(f"burst {started['value']['id']}: ")
             expect(progress).to_contain_text("captured 20/20")
-            expect(progress).to_contain_text(re.compile(r"spool \d+/\d+"))
+            expect(progress).to_contain_text(re.compile(r"spool \d+/\d+ \(\d+ MB, high water \d+\)"))
+            expect(progress).to_contain_text(re.compile(r"\d+\.\d MB/s"))  # from two polls: nobody reads it
 
         return self.browse(check)
 

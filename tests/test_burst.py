@@ -310,3 +310,48 @@ class BurstReportTests(BurstFixture, unittest.SynchronousTestCase):
         error = self.failureResultOf(self.bursts.plan(BurstRequest.parse({"frames": 10, "fps": 1e6})),
                                      InvalidValue).value
         self.assertIn("FrameRate", error.message)
+
+
+class CountTests(BurstFixture, unittest.SynchronousTestCase):
+    """What /metrics reads of the bursts (``Bursts.counts``): each burst counted once by how it ended, and
+    its frames, which stay counted after the burst is gone."""
+
+    def test_counts(self):
+        """A burst read to its end is completed; one left unread is discarded by the idle timeout; one the
+        camera refuses is rejected; started is their sum. The first burst's frames stay counted once
+        after later bursts retire it."""
+        burst = self.successResultOf(self.start(6, FPS))
+        self.read(burst, 6)
+        counts = self.bursts.counts()
+        self.assertEqual((counts.started, counts.completed, counts.discarded), (1, 1, 0))
+        self.assertEqual((counts.frames_captured, counts.frames_sent, counts.frames_acknowledged), (6, 6, 6))
+        self.assertEqual(counts.bytes_sent, 6 * burst.message_bytes)
+        unread = self.successResultOf(self.start(4, FPS))
+        self.read(unread, 1)
+        self.clock.advance(600.5)
+        self.assertEqual(unread.state, BurstState.DISCARDED)
+        self.failureResultOf(self.start(3, 1e6), InvalidValue)
+        counts = self.bursts.counts()
+        self.assertEqual((counts.started, counts.completed, counts.discarded, counts.rejected, counts.failed),
+                         (3, 1, 1, 1, 0))
+        self.assertEqual((counts.frames_captured, counts.frames_sent, counts.frames_acknowledged, counts.frames_lost),
+                         (10, 7, 7, 0))
+        self.assertEqual(len(self.bursts._unretired), 1)  # the first two are folded into the totals
+        summaries = [(e["id"], e["state"]) for e in self.log if "summary" in e]
+        self.assertEqual(summaries, [(1, "done"), (2, "discarded"), (3, "failed")])
+
+
+class FailedCountTests(BurstFixture, unittest.SynchronousTestCase):
+    def setUp(self):
+        super().setUp(fault_after_frames=5)
+
+    def test_failed_burst(self):
+        """A camera failure: the burst failed, the frames before it captured, the rest lost; the driver
+        counts the SDK error by name and remembers it, and when the last frame came."""
+        burst = self.successResultOf(self.start(20, FPS))
+        self.assertEqual(burst.state, BurstState.FAILED)
+        counts = self.bursts.counts()
+        self.assertEqual((counts.started, counts.failed, counts.frames_captured, counts.frames_lost), (1, 1, 5, 15))
+        self.assertEqual(self.camera.sdk_errors, {"AT_ERR_COMM": 1})
+        self.assertEqual(self.camera.last_sdk_error.sdk_error, "AT_ERR_COMM")
+        self.assertLessEqual(self.camera.last_frame_at, self.camera.last_sdk_error_at)

@@ -22,6 +22,8 @@ LAYERS = [
     ("gather", "gathering sends: the one module that touches Twisted internals"),
     ("stream", "WebSocket framing and the frame streams' protocols"),
     ("web", "the JSON API, the site, the viewer's static files"),
+    ("logs", "the JSON log format (--log-format json)"),
+    ("systemd", "sd_notify: READY=1 and the watchdog's pings to systemd"),
     ("tap", "the command line and the service tree: the one place that wires"),
     ("journal", "a log observer for systemd's journal (twistd --logger)"),
 ]

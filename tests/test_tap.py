@@ -106,14 +106,15 @@ class OptionsTests(unittest.TestCase):
 
     def test_make_service(self):
         """makeService builds the camera service, the live view and the bursts (stopped in reverse, so the
-        camera closes last), then one server per --listen."""
+        camera closes last), then one server per --listen, then the systemd notifier (stopped first)."""
         options = self.parse("--listen", "tcp:0", "--listen", "tcp:0:interface=127.0.0.2")
         top = tap.makeService(options, reactor=MemoryReactorClock())
         self.assertIsInstance(top, MultiService)
         children = list(top)
         self.assertEqual([type(c).__name__ for c in children][:3], ["CameraService", "LiveView", "Bursts"])
-        self.assertEqual(len(children), 5)
-        self.assertEqual([c.name for c in children], ["camera", "live", "bursts", "listen 0", "listen 1"])
+        self.assertEqual(len(children), 6)
+        self.assertEqual([c.name for c in children],
+                         ["camera", "live", "bursts", "listen 0", "listen 1", "systemd"])
         self.assertIn("simulated neo", children[0].description)
         live, bursts = top.getServiceNamed("live"), top.getServiceNamed("bursts")
         self.assertIs(live.arbiter, bursts.arbiter)  # one arbiter of the camera
@@ -150,3 +151,21 @@ class JournalTests(unittest.TestCase):
         log.info("camera {name} open", name="neo")
         log.error("link lost")
         self.assertEqual(out.getvalue(), "<6>[andor#info] camera neo open\n<3>[andor#error] link lost\n")
+
+    def test_json_lines_carry_priority(self):
+        """The journal's JSON observer: each line a priority, then the JSON of --log-format json."""
+        import io
+        import json
+
+        from twisted.logger import Logger, LogPublisher
+
+        from andor_twisted import journal
+
+        out = io.StringIO()
+        log = Logger(namespace="andor", observer=LogPublisher(journal.json_observer(out)))
+        log.info("camera {name} open", name="neo")
+        log.error("link lost")
+        first, second = out.getvalue().splitlines()
+        self.assertEqual((first[:3], second[:3]), ("<6>", "<3>"))
+        self.assertEqual(json.loads(first[3:])["message"], "camera neo open")
+        self.assertEqual(json.loads(second[3:])["level"], "error")

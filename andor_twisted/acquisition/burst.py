@@ -10,8 +10,10 @@ drains. A burst's states and the moves between them are ``protocol.burst``'s.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Generator
+import threading
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -26,7 +28,8 @@ from andor_twisted.acquisition.frames import BurstFrame
 from andor_twisted.acquisition.recorder import RecordedFrames, Recorder, Recordings
 from andor_twisted.acquisition.spool import Spool
 from andor_twisted.camera.driver import AndorCamera, Frame, Layout, irig_timebase
-from andor_twisted.camera.errors import CameraError, CameraOverflow, CameraTimeout, InvalidValue, TriggerTimeout
+from andor_twisted.camera.errors import (CameraError, CameraOverflow, CameraTimeout, InvalidValue, TriggerTimeout,
+                                         UnknownFeature)
 from andor_twisted.protocol import frames as frame_format
 from andor_twisted.protocol import plan as planning
 from andor_twisted.protocol.burst import BurstState, BurstStatus, FrameTiming, Lifecycle
@@ -81,10 +84,22 @@ class Burst:
         self._irig: list[tuple[int, int]] = []  # (ticks, UTC ns) of the first and last frames with IRIG-B time
         self.recorder: Recorder | None = None  # a recording burst's: it reads the spool, readers the recording
         self._recorded: RecordedFrames | None = None
+        self.on_state: Callable[[Burst, BurstState, BurstState], None] | None = None  # told (burst, old, new)
 
     @property
     def state(self) -> BurstState:
         return self.life.state
+
+    def _to(self, new: BurstState) -> None:
+        old = self.life.state
+        self.life.to(new)
+        if self.on_state is not None:
+            self.on_state(self, old, new)
+
+    @property
+    def capture_ended(self) -> bool:
+        """The capture has ended, however (``when_captured`` has fired): its counters move no more."""
+        return self._capture_waiters is None
 
     def start(self, memory_limit: int) -> defer.Deferred[Burst]:
         """Arm the camera and start capturing. Fires once frames are coming (or the camera refused,
@@ -117,15 +132,15 @@ class Burst:
         self.plan = planning.plan(self.camera.plan_camera(layout), self.frames, self.spool.capacity,
                                   self.message_bytes, self.reader_bytes_per_s,
                                   triggered=self.trigger_mode != "Internal")
-        self.life.to(BurstState.CAPTURING)
+        self._to(BurstState.CAPTURING)
         self._capture = self._run(layout)
         self._capture.addBoth(self._captured)
         return self
 
     def _not_started(self, failure: Failure) -> Failure:
         if self.life.can(BurstState.FAILED):
-            self.life.to(BurstState.FAILED)
             self.error = failure.value
+            self._to(BurstState.FAILED)
         self.spool.finish(failure.value)
         self._captured(None)
         return failure
@@ -149,13 +164,13 @@ class Burst:
                     self.spool.put(frame)
             self.took_s = self.clock.seconds() - self.started_at
             self.log.info("taking {n} frames took {took:.3f}s", n=self.frames, took=self.took_s)
-            self.life.to(BurstState.CAPTURED)
+            self._to(BurstState.CAPTURED)
             self.spool.finish()
         except Exception as e:
             if self.state is not BurstState.DISCARDED:  # else discard() has dealt with the spool
                 self.took_s = self.clock.seconds() - self.started_at
                 self.error = self._account(e)
-                self.life.to(BurstState.FAILED)
+                self._to(BurstState.FAILED)
                 self.log.error("burst {id} failed: {why}", id=self.id, why=self.error)
                 self.spool.finish(self.error)
         try:
@@ -213,15 +228,15 @@ class Burst:
     def _acknowledged(self, frames: int) -> None:
         """The spool's reader has acknowledged ``frames`` frames (before the spool tells it the end)."""
         if self.state is BurstState.CAPTURED and frames == self.frames:
-            self.life.to(BurstState.DONE)
+            self._to(BurstState.DONE)
 
     def discard(self, why: str) -> defer.Deferred[Burst]:
         """Stop the capture and free the spool; fires once the camera is free."""
         if self.state is not BurstState.DISCARDED:
             self.log.info("burst {id} discarded ({why}); {n} frames unread", id=self.id, why=why,
                           n=self.spool.frames)
-            self.life.to(BurstState.DISCARDED)
             self.error = BurstDiscarded(f"burst {self.id} was discarded: {why}", burst=self.id)
+            self._to(BurstState.DISCARDED)  # (after the error: its summary says why)
             if self._capture is not None:
                 self._capture.cancel()
             self.spool.discard(self.error)
@@ -246,6 +261,7 @@ class Burst:
             plan=None if self.plan is None else self.plan.to_json(),
             settings=None if self.layout is None else self.layout.settings,
             recording=None if self.recorder is None else self.recorder.name,
+            bytes_sent=spool.bytes_sent,
         )
 
     @property
@@ -276,6 +292,35 @@ class Burst:
         }
 
 
+@dataclass
+class BurstCounts:
+    """Totals since the server started, for /metrics. Bursts are counted by how they ended (started =
+    completed + failed + rejected + discarded + the one still running): completed once every frame was
+    acknowledged, failed when the camera failed, rejected when the camera refused the request as it armed
+    (a frame rate out of range, say: the client's mistake), discarded when dropped before any of these.
+    Frames are a burst's own counters, read at scrape time (``Bursts.counts``): nothing is counted per frame."""
+
+    started: int = 0
+    completed: int = 0
+    failed: int = 0
+    rejected: int = 0
+    discarded: int = 0
+    frames_captured: int = 0
+    frames_sent: int = 0  # distinct frames handed to a reader
+    frames_acknowledged: int = 0
+    frames_late: int = 0
+    frames_lost: int = 0  # never came off the camera: the burst failed before them
+    bytes_sent: int = 0  # frame bytes written to readers, a frame sent again counting again
+
+    def add_frames_of(self, burst: Burst) -> None:
+        spool = burst.spool
+        self.frames_captured += spool.captured
+        self.frames_sent += spool.sent
+        self.frames_acknowledged += spool.acknowledged
+        self.frames_late += burst.timing.late_frames
+        self.bytes_sent += spool.bytes_sent
+
+
 class Bursts(service.Service):
     """The newest burst and the rules between bursts: a new one discards the previous one, one reader
     at a time, and a burst nobody reads is freed after ``idle_timeout`` seconds."""
@@ -292,6 +337,46 @@ class Bursts(service.Service):
         self.idle_timeout = idle_timeout
         self.current: Burst | None = None
         self._next_id = 1
+        self._counts = BurstCounts()  # bursts, and the frames of the bursts retired
+        self._unretired: list[Burst] = []  # bursts whose frame counters may still move
+        # /metrics reads the counts in a thread of the reactor's pool (prometheus_client's resource is WSGI):
+        # a burst moves from _unretired into _counts under this lock, so no scrape sees it twice or never
+        self._counts_lock = threading.Lock()
+
+    def counts(self) -> BurstCounts:
+        """The totals now: those of the bursts retired, plus the frame counters of the others. Any thread."""
+        with self._counts_lock:
+            counts = dataclasses.replace(self._counts)
+            for burst in self._unretired:
+                counts.add_frames_of(burst)
+        return counts
+
+    def _retire(self) -> None:
+        """Fold the bursts whose counters no longer move into the totals (the reactor, as a burst starts)."""
+        with self._counts_lock:
+            for burst in [b for b in self._unretired if b.state is BurstState.DISCARDED and b.capture_ended]:
+                self._unretired.remove(burst)
+                self._counts.add_frames_of(burst)
+
+    def _moved(self, burst: Burst, old: BurstState, new: BurstState) -> None:
+        """A burst changed state: count how it ended, and log its summary once, as it ends."""
+        counts = self._counts
+        if new is BurstState.DONE:
+            counts.completed += 1
+        elif new is BurstState.FAILED and isinstance(burst.error, (InvalidValue, UnknownFeature)):
+            counts.rejected += 1
+        elif new is BurstState.FAILED:
+            counts.failed += 1
+            counts.frames_lost += burst.frames - burst.spool.captured
+        elif new is BurstState.DISCARDED and old not in (BurstState.DONE, BurstState.FAILED):
+            counts.discarded += 1
+        else:
+            return
+        status = burst.status()
+        self.log.info("burst {id} {state}: {captured} of {frames} frames captured, {acknowledged} acknowledged, "
+                      "{late} late, {lost} lost", id=burst.id, state=new.value, captured=status.captured,
+                      frames=status.frames, acknowledged=status.acknowledged, late=status.late_frames,
+                      lost=status.lost_frames, summary=status.to_json())
 
     def get(self, burst_id: int | None = None) -> Burst:
         """The newest burst, or burst ``burst_id`` if it still is the newest."""
@@ -319,6 +404,11 @@ class Bursts(service.Service):
         burst = Burst(self._next_id, request.frames, request.fps, request.spool, camera, self.clock,
                       request.trigger, request.trigger_timeout, request.reader_bytes_per_s)
         self._next_id += 1
+        burst.on_state = self._moved
+        self._retire()
+        with self._counts_lock:
+            self._counts.started += 1
+            self._unretired.append(burst)
         previous, self.current = self.current, burst
         try:
             if previous is not None:

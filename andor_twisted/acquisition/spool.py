@@ -37,6 +37,7 @@ class Spool:
         self.captured = 0  # frames put
         self.sent = 0  # distinct frames handed to a reader (a frame sent again after a reconnect counts once)
         self.acknowledged = 0  # frames acknowledged, which are frames 0 .. acknowledged - 1
+        self.bytes_sent = 0  # frame bytes handed to readers, a frame sent again counting again
         self._room: defer.Deferred[None] | None = None  # the capture's Deferred waiting for room
         self._room_for = 1  # ... for this many frames
         self._reader: defer.Deferred[BurstFrame | None] | None = None  # the reader's Deferred waiting for a frame
@@ -151,6 +152,7 @@ class Spool:
         frame = self._unsent.popleft()
         self._in_flight.append(frame)
         self.in_flight_bytes += frame.nbytes
+        self.bytes_sent += frame.nbytes
         self.sent = max(self.sent, frame.frame_number + 1)
         return frame
 

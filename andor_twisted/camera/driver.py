@@ -49,6 +49,7 @@ _NO_FRAME_YET = (atcore.TIMEDOUT, atcore.NODATA)
 
 Call = Callable[..., defer.Deferred[Any]]  # runs a function in the SDK thread
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=SDKError)
 
 
 class DelayedCall(Protocol):
@@ -150,6 +151,12 @@ class AndorCamera:
         self.reports_overflow = False  # whether this camera has BufferOverflowEvent
         self.metadata_errors = 0  # frames whose metadata could not be read (delivered without a time)
         self.arm_s = 0.0  # AcquisitionStart to the first exposure, as the last acquisition measured it
+        # what /metrics and /api/health read: counted here, where every SDK call and every frame passes
+        self.sdk_errors: dict[str, int] = {}  # SDK failures (not refusals of a bad request) by AT_ERR_ name
+        self.last_sdk_error: SDKError | None = None
+        self.last_sdk_error_at: float | None = None  # clock seconds
+        self.last_frame_at: float | None = None  # clock seconds when frames last came (a burst, live view, snap)
+        self.snaps = 0
         self._closed = False
 
     @classmethod
@@ -214,7 +221,19 @@ class AndorCamera:
             return defer.fail(CameraNotReady("the camera has been closed (the server is stopping)"))
         d: defer.Deferred[_T] = self._submit(fn, *args)
         d.addErrback(_translate, self._error)
+        d.addErrback(self._note_failure)
         return d
+
+    def _note_failure(self, failure: Failure) -> Failure:
+        if isinstance(failure.value, SDKError):
+            self._noted(failure.value)
+        return failure
+
+    def _noted(self, error: _E) -> _E:
+        """Count an SDK failure by its AT_ERR_ name, and remember it as the last one."""
+        self.sdk_errors[error.sdk_error] = self.sdk_errors.get(error.sdk_error, 0) + 1
+        self.last_sdk_error, self.last_sdk_error_at = error, self._clock.seconds()
+        return error
 
     # ---- features ----
 
@@ -664,15 +683,18 @@ class AndorCamera:
         while True:
             frames, answer = yield self._call(self._take, layout, first_number, max_count, pack or _copy_image, lend)
             if frames:
+                self.last_frame_at = self._clock.seconds()
                 return frames
             if self.overflow_events:
-                raise CameraOverflow(atcore.HARDWARE_OVERFLOW, "the camera reported that its on-head memory "
-                                                               "overflowed (BufferOverflowEvent): it stopped acquiring")
+                raise self._noted(CameraOverflow(
+                    atcore.HARDWARE_OVERFLOW,
+                    "the camera reported that its on-head memory overflowed (BufferOverflowEvent): "
+                    "it stopped acquiring"))
             if self._clock.seconds() >= deadline:
                 if trigger:
-                    raise TriggerTimeout(atcore.TIMEDOUT, f"no trigger within {limit:.1f} s "
-                                                          f"(TriggerMode {layout.trigger_mode})")
-                raise CameraTimeout(atcore.TIMEDOUT, f"no frame from the camera within {limit:.1f} s")
+                    raise self._noted(TriggerTimeout(atcore.TIMEDOUT, f"no trigger within {limit:.1f} s "
+                                                                      f"(TriggerMode {layout.trigger_mode})"))
+                raise self._noted(CameraTimeout(atcore.TIMEDOUT, f"no frame from the camera within {limit:.1f} s"))
             if answer == atcore.NODATA:
                 yield _later(self._clock, NODATA_RETRY_S)
 
@@ -754,6 +776,7 @@ class AndorCamera:
         finally:
             timebase = yield self.stop()
         frame = frames[0]
+        self.snaps += 1
         if frame.utc_ns is not None and frame.ticks is not None and frame.tick_frequency:
             timebase = irig_timebase(frame.ticks, frame.utc_ns, frame.ticks, frame.utc_ns, frame.tick_frequency)
         return replace(frame, timebase=timebase, settings=layout.settings)

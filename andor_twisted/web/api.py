@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,11 @@ class Route:
     handler: Handler
     needs_camera: Purpose | None = None
 
+    @property
+    def name(self) -> str:
+        """The path pattern, as metrics label it: "/api/features/{name}"."""
+        return "/api/" + "/".join("{name}" if part is ANY else str(part) for part in self.path)
+
 
 class APIError(CameraError):
     """A request the API itself rejects (malformed JSON, unknown path, ...), with its status."""
@@ -84,11 +90,15 @@ class CameraAPI(resource.Resource):
     isLeaf = True
     log = Logger()
 
-    def __init__(self, camera_service: CameraSource, bursts: Bursts, arbiter: Arbiter) -> None:
+    def __init__(self, camera_service: CameraSource, bursts: Bursts, arbiter: Arbiter,
+                 on_request: Callable[[str, str, float], None] | None = None) -> None:
+        """``on_request(method, route, seconds)`` is told how long each request took (for /metrics).
+        Resources put as children (``putChild(b"health", ...)``) answer /api/NAME in the API's place."""
         super().__init__()
         self.service = camera_service
         self.bursts = bursts
         self.arbiter = arbiter
+        self.on_request = on_request
         SETTING, SNAP = Purpose.SETTING, Purpose.SNAP
         self.routes = [
             Route("GET", ("camera",), self.describe_camera),
@@ -124,15 +134,24 @@ class CameraAPI(resource.Resource):
 
     # ---- dispatch ----
 
-    def render(self, request: Request) -> int:
+    def render(self, request: Request) -> Any:
+        postpath = request.postpath or []
+        if postpath and postpath[0] in self.children and not any(postpath[1:]):  # a leaf: route them here
+            return self.children[postpath[0]].render(request)
+        started = time.perf_counter()
+        method = (request.method or b"").decode("ascii", "replace")
+        route = ["(no route)"]  # the route's pattern once matched: a metrics label, so never the raw path
         finished: list[object] = []
         request.notifyFinish().addBoth(finished.append)
-        d = defer.maybeDeferred(self._dispatch, request)
-        d.addCallback(self._respond, request, finished)
+        d = defer.maybeDeferred(self._dispatch, request, route)
+        d.addCallback(self._respond, request, finished, route)
         d.addErrback(self._fail, request, finished)
+        if self.on_request is not None:
+            on_request = self.on_request
+            d.addBoth(lambda _: on_request(method, route[0], time.perf_counter() - started))
         return server.NOT_DONE_YET
 
-    def _dispatch(self, request: Request) -> Any:
+    def _dispatch(self, request: Request, route_name: list[str]) -> Any:
         path = tuple(segment.decode("utf-8", "replace") for segment in request.postpath or () if segment)
         method = (request.method or b"").decode("ascii", "replace")
         allowed = []
@@ -141,6 +160,7 @@ class CameraAPI(resource.Resource):
             if args is None:
                 continue
             if route.method == method:
+                route_name[0] = route.name
                 camera = self.service.camera()
                 call = functools.partial(route.handler, camera, request, args)
                 if route.needs_camera is not None:
@@ -152,7 +172,13 @@ class CameraAPI(resource.Resource):
         request.setHeader("Allow", ", ".join(sorted(set(allowed))))
         raise APIError(405, "method_not_allowed", f"/api/{'/'.join(path)} takes {' or '.join(sorted(set(allowed)))}")
 
-    def _respond(self, result: object, request: Request, finished: list[object]) -> None:
+    def _respond(self, result: object, request: Request, finished: list[object], route: list[str]) -> None:
+        method = request.method or b"GET"
+        if method != b"GET":  # a change to the camera or the bursts: who made it
+            text = json.dumps(result, default=str)
+            self.log.info("{who}: {method} {route} -> {value}", who=who(request), method=method.decode(),
+                          route=route[0], uri=(request.uri or b"").decode(), value=_shorten(text),
+                          result=_jsonable(result))
         if finished:
             return
         if isinstance(result, Snap):
@@ -304,6 +330,15 @@ def _recording_status(recording: Any) -> dict[str, Any]:
     status: dict[str, Any] = recording.status()
     recording.close()
     return status
+def who(request: Request) -> str:
+    """Who made a request, for the log: the client's address (an authenticated user, once there are any)."""
+    address = request.getClientAddress()
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    return f"{host}:{port}" if host is not None else str(address)
+
+
+def _shorten(text: str, most: int = 200) -> str:
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _getter(feature: str) -> Handler:

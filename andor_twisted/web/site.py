@@ -1,5 +1,5 @@
-"""The one twisted.web Site: the viewer page at /, its files under /static, the control API under /api,
-frame streams (WebSocket) under /stream."""
+"""The one twisted.web Site: the viewer page at /, its files under /static, the control API under /api
+(with /api/health), frame streams (WebSocket) under /stream, Prometheus' /metrics."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from andor_twisted.acquisition.live import LiveView
 from andor_twisted.stream.protocols import (BurstStreamProtocol, LiveStreamProtocol, RecordingStreamProtocol,
                                            stream_resource)
 from andor_twisted.web.api import CameraAPI
+from andor_twisted.web.health import HealthCheck, HealthResource
+from andor_twisted.web.metrics import Metrics
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
@@ -29,7 +31,8 @@ class Site(server.Site):
             super().log(request)
 
 
-def make_site(camera_service: CameraSource, bursts: Bursts, live: LiveView, arbiter: Arbiter) -> Site:
+def make_site(camera_service: CameraSource, bursts: Bursts, live: LiveView, arbiter: Arbiter,
+              metrics: Metrics | None = None, health: HealthCheck | None = None) -> Site:
     # Any: twisted.web's signatures ask for zope's IResource, which mypy cannot see a Resource provides
     root: Any = resource.Resource()
     root.putChild(b"", static.File(os.path.join(STATIC, "index.html"), defaultType="text/html"))
@@ -37,7 +40,13 @@ def make_site(camera_service: CameraSource, bursts: Bursts, live: LiveView, arbi
     files.contentTypes = {**files.contentTypes, ".js": "text/javascript", ".mjs": "text/javascript",
                           ".css": "text/css", ".json": "application/json"}
     root.putChild(b"static", files)
-    root.putChild(b"api", CameraAPI(camera_service, bursts, arbiter))
+    api: Any = CameraAPI(camera_service, bursts, arbiter, metrics.observe_request if metrics else None)
+    root.putChild(b"api", api)
+    # the operations resources, next to the API: whatever guards /api should guard these too
+    if health is not None:
+        api.putChild(b"health", HealthResource(health))
+    if metrics is not None:
+        root.putChild(b"metrics", metrics.resource())
     streams: Any = resource.Resource()
     streams.putChild(b"burst", stream_resource(BurstStreamProtocol, bursts=bursts))
     streams.putChild(b"live", stream_resource(LiveStreamProtocol, live=live))

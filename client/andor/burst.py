@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections.abc
 import json
+import os
 import queue
 import socket
 import threading
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 import websocket
 
+from andor import progress as _progress
 from andor import wire
 from andor.errors import AndorError, BurstDiscarded, CameraFailure, ServerUnreachable, error_for
 from andor.timebase import TimeBase
@@ -40,6 +42,7 @@ def _put(pending: queue.Queue[Any], item: Any, writer: threading.Thread) -> bool
 
 if TYPE_CHECKING:
     from andor.camera import Camera
+    from andor.progress import BurstProgress
 
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x1, 0x2, 0x8, 0x9
 
@@ -55,7 +58,8 @@ class BurstFrames(collections.abc.Generator):
     every frame captured before it. ``save(path)`` writes the frames to a file as they are read.
     """
 
-    def __init__(self, camera: Camera, status: dict[str, Any], stream: str | None = None) -> None:
+    def __init__(self, camera: Camera, status: dict[str, Any], progress: bool | None = None,
+                 stream: str | None = None) -> None:
         self.id = status["id"]
         self.recording: str | None = status.get("recording")  # the server's recording of it, if any
         self._stream = stream or f"/stream/burst?id={self.id}"
@@ -78,6 +82,9 @@ class BurstFrames(collections.abc.Generator):
         self._header = bytearray(14 + wire.HEADER_SIZE)
         self._window = 1  # frames the server sends ahead of acknowledgements (its "stream" message says)
         self._acknowledged = -1
+        self._progress = progress  # a progress bar: True, False, or None (on a terminal)
+        self._bar: BurstProgress | None = None
+        self._desc: str | None = None  # the bar's label (the file, when saving)
 
     def __repr__(self) -> str:
         return f"<BurstFrames of burst {self.id}: {len(self._numbers)} of {self.frames} frames read>"
@@ -170,9 +177,10 @@ class BurstFrames(collections.abc.Generator):
              metadata: dict[str, Any] | None = None) -> str:
         """Read the rest of the burst into a file as it comes: HDF5 (.h5), OME-Zarr (.zarr), FITS (.fits)
         or BigTIFF/OME-TIFF (.tif, .ome.tif), by the extension (docs/recording.md). A thread writes while
-        the next frames are read, never more than WRITE_AHEAD frames behind. With a progress bar when
-        ``progress`` is true, or None and on a terminal. An error mid-burst is raised after the file is
-        finished with the frames that came; a failed write (andor.RecordingError) stops the reading."""
+        the next frames are read, never more than WRITE_AHEAD frames behind. ``progress`` (True, False, or
+        None: as the burst was asked, on a terminal by default) shows the burst's bar. An error mid-burst
+        is raised after the file is finished with the frames that came; a failed write
+        (andor.RecordingError) stops the reading."""
         from andor.recording import Recording, open_recording
 
         recording: Recording | None = None
@@ -189,12 +197,15 @@ class BurstFrames(collections.abc.Generator):
                     return
 
         writer = threading.Thread(target=write, name=f"andor-save-{self.id}", daemon=True)
+        if progress is not None:
+            self._progress = progress
+        self._desc = os.path.basename(path.rstrip(os.sep))
         try:
             for image in self:
                 if recording is None:
                     recording = open_recording(path, shape=image.shape, dtype=image.dtype,
                                                metadata={**self._metadata(), **(metadata or {})},
-                                               expected_frames=self.frames, progress=progress,
+                                               expected_frames=self.frames, progress=False,  # the burst's bar
                                                overwrite=overwrite)
                     writer.start()
                 if not _put(pending, (image, self._last_row()), writer):
@@ -234,7 +245,12 @@ class BurstFrames(collections.abc.Generator):
         try:
             if self._ws is None:
                 self._connect()
-            return self._read_frame()
+                if _progress.wanted(self._progress):
+                    self._bar = _progress.BurstProgress(self.id, self.frames, self._camera.burst_status, self._desc)
+            image = self._read_frame()
+            if self._bar is not None:
+                self._bar.frame(image.nbytes)
+            return image
         except BaseException:  # the end (StopIteration) or an error: either way the stream is done
             self.close()
             raise
@@ -248,6 +264,9 @@ class BurstFrames(collections.abc.Generator):
     def close(self) -> None:
         """Stop reading. The server keeps the frames not yet acknowledged for the next reader."""
         self._finished = True
+        if self._bar is not None:
+            bar, self._bar = self._bar, None
+            bar.close(self.summary)
         if self._ws is not None:
             ws, self._ws = self._ws, None
             try:

@@ -233,7 +233,7 @@ class Camera:
 
     def burst(self, frames: int, fps: float | None = None, serverSpool: int = 0, trigger: str | None = None,
               trigger_timeout: float | None = None, reader_rate: float | None = None,
-              record: str | None = None) -> BurstFrames:
+              progress: bool | None = None, record: str | None = None) -> BurstFrames:
         """Take a burst of images, returned as a generator of 2-D arrays.
 
         The server starts capturing as soon as it gets the request, before this returns, whether or
@@ -264,6 +264,9 @@ class Camera:
             a name ("run1.h5", "run1.zarr"; ".h5" if it has neither): the server writes the burst into
             its data directory (its --data-dir) at the camera's pace, and this generator reads the frames
             back from that recording at its own pace; ``recording(name)`` reads it again later
+        progress : bool
+            a tqdm progress bar on stderr while the frames are read: frames, MB/s and the server's spool
+            use. None (the default): only when stderr is a terminal
 
         Returns
         -------
@@ -276,7 +279,7 @@ class Camera:
         request = _burst_request(frames, fps, serverSpool, trigger, trigger_timeout, reader_rate)
         if record is not None:
             request["record"] = record
-        return BurstFrames(self, json.loads(self._request("POST", "burst", request)[1])["value"])
+        return BurstFrames(self, json.loads(self._request("POST", "burst", request)[1])["value"], progress)
 
     def plan_burst(self, frames: int, fps: float | None = None, serverSpool: int = 0, trigger: str | None = None,
                    reader_rate: float | None = None) -> dict[str, Any]:
@@ -295,10 +298,10 @@ class Camera:
         """The newest burst's status: state, captured, sent, acknowledged, spool occupancy, ..."""
         return self._get("burst")
 
-    def resume_burst(self) -> BurstFrames:
+    def resume_burst(self, progress: bool | None = None) -> BurstFrames:
         """A new generator for the newest burst, starting at its first frame not yet acknowledged
-        (after a reader broke off or lost its connection)."""
-        return BurstFrames(self, self._get("burst"))
+        (after a reader broke off or lost its connection); ``progress`` as for ``burst``."""
+        return BurstFrames(self, self._get("burst"), progress)
 
     # ---- recordings on the server ----
 

@@ -25,6 +25,18 @@ export async function pollBurst() {
   }
 }
 
+let previous = null; // the last status shown, with when: MB/s is the change in bytes_sent between two
+
+function sendRate(b) {
+  const now = performance.now();
+  const last = previous;
+  previous = { id: b.id, sent: b.bytes_sent || 0, at: now, rate: last && last.id === b.id ? last.rate : null };
+  if (last && last.id === b.id && now > last.at) {
+    previous.rate = (previous.sent - last.sent) / ((now - last.at) / 1000) / 1e6;
+  }
+  return previous.rate;
+}
+
 function showBurst(b) {
   const bar = $("burst-bar");
   const out = $("burst-progress");
@@ -40,7 +52,10 @@ function showBurst(b) {
   if (b.late_frames) head.push(`${b.late_frames} late`);
   if (b.lost_frames) head.push(`${b.lost_frames} lost`);
   if (b.waiting_for_trigger) head.push("waiting for a trigger");
-  const counts = `captured ${b.captured}/${b.frames}, sent ${b.sent}, acknowledged ${b.acknowledged}, ` +
-    `spool ${b.spool_frames}/${b.spool_capacity}`;
+  const rate = sendRate(b);
+  const counts = `captured ${b.captured}/${b.frames}, sent ${b.sent}, acknowledged ${b.acknowledged}` +
+    (rate !== null && b.state !== "done" ? `, ${rate.toFixed(1)} MB/s` : "") +
+    `, spool ${b.spool_frames}/${b.spool_capacity} (${(b.spool_bytes / 1e6).toFixed(0)} MB, ` +
+    `high water ${b.high_water_frames})`;
   out.textContent = [head.join(", "), counts, b.message].filter(Boolean).join("\n");
 }
