@@ -611,11 +611,17 @@ class AndorCamera:
         self._lib.queue_buffer(self._handle, address, buf.size)
         self._queued[address] = buf
 
+    def keep_buffers(self, count: int) -> None:
+        """Keep up to ``count`` buffers given back, to queue again, for the running acquisition (at least
+        twice the buffers it queued). A burst keeps as many as its spool holds: a new buffer costs a page
+        fault per page as the camera first fills it, and the spool held that memory anyway."""
+        self._spare_max = max(self._spare_max, count)
+
     def give_back(self, buffer: NDArray[np.uint8]) -> None:
         """A buffer lent with a frame (``next_frames(lend=True)``) is free again. Any thread.
 
-        The running acquisition keeps a few to queue again; the rest, and any given back after the
-        acquisition ended, are simply dropped."""
+        The running acquisition keeps some to queue again (``keep_buffers``); the rest, and any given
+        back after the acquisition ended, are simply dropped."""
         if buffer.size == self._buffer_bytes and len(self._spare) < self._spare_max:
             self._spare.append(buffer)
 

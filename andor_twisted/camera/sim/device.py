@@ -467,7 +467,8 @@ class SimDevice:
             timeline = self._timeline or self._stopped
             ready = None
             if timeline is not None:
-                timeline.exposed_by(now)  # finds an overflow that happened by now, before any delivery
+                if timeline.when_full != "throttle":  # a throttling camera never faults: nothing to find
+                    timeline.exposed_by(now)  # finds an overflow that happened by now, before any delivery
                 ready = timeline.delivery_time(self._returned, now)
                 if ready is not None and ready <= now:
                     if self._returned == m.fault_after_frames:
@@ -492,7 +493,9 @@ class SimDevice:
             else:
                 painted = self._painted.get(address)
                 if painted is None or painted[0] is not self._painter:
-                    self._painter.paint(0, 0.0, out)
+                    # a buffer the camera has not filled before: one copy of the pre-rendered frame 0,
+                    # which numpy makes without holding the GIL (a real camera's DMA costs no host CPU)
+                    np.copyto(out, self._painter.static_frame())
                     painted = (self._painter, 0)
                 self._painter.restamp(k, out, painted[1])
                 self._painted[address] = (self._painter, k)

@@ -17,6 +17,7 @@ DARK_OFFSET = 100
 BACKGROUND_RATE = 4.0e4  # counts per second per pixel, at the brightest
 SPOT_RATE = 2.0e6  # counts per second at a spot's centre
 SPOT_SIGMA = 4.0  # sensor pixels
+PAINTERS_KEPT = 4  # configurations whose prepared scene is kept: a benchmark alternates between a few
 
 # 3x5 bitmaps of the digits 0-9, one string of 15 bits each, row by row
 _FONT = ["111101101101111", "010110010010111", "111001111100111", "111001111001111", "101101111001001",
@@ -37,22 +38,25 @@ class Scene:
             rng.uniform(0.3, 1.0, n),  # brightness
         ])
         self._noise_cache: dict[tuple[int, float], NDArray[np.uint16]] = {}
-        self._painter: tuple[tuple[Any, ...], Painter] | None = None
+        self._painters: dict[tuple[Any, ...], Painter] = {}  # the last PAINTERS_KEPT, oldest first
 
     def painter(self, left: int, top: int, width: int, height: int, hbin: int, vbin: int, exposure: float,
                 max_value: int) -> Painter:
         """A Painter for frames of this AOI (1-based sensor coordinates, size in super-pixels); the last
         one is kept, since acquisitions usually repeat the settings of the one before."""
         key = (left, top, width, height, hbin, vbin, exposure, max_value)
-        if self._painter is None or self._painter[0] != key:
-            self._painter = (key, Painter(self, *key))
-        return self._painter[1]
+        painter = self._painters.pop(key, None) or Painter(self, *key)
+        self._painters[key] = painter  # the newest last
+        while len(self._painters) > PAINTERS_KEPT:
+            del self._painters[next(iter(self._painters))]
+        return painter
 
     def noise(self, size: int, sigma: float) -> NDArray[np.uint16]:
         """A bank of noise values, drawn once per size and level and reused at shifting offsets."""
         key = (size, round(sigma, 1))
         if key not in self._noise_cache:
-            self._noise_cache.clear()
+            while len(self._noise_cache) >= PAINTERS_KEPT:
+                del self._noise_cache[next(iter(self._noise_cache))]
             rng = np.random.default_rng(self.seed + size)
             bank = rng.normal(3 * sigma, sigma, size + 65536)
             self._noise_cache[key] = np.clip(bank, 0, 6 * sigma).astype(np.uint16)
@@ -81,6 +85,7 @@ class Painter:
         self.digit_value = min(int(DARK_OFFSET + 0.6 * (max_value - DARK_OFFSET)), max_value)
         self.digit_scale = max(1, min(height, width) // 160)  # small: auto-contrast should see the scene
         self._clean_digits: NDArray[np.uint16] | None = None
+        self._static: NDArray[np.uint16] | None = None
         self._glyphs = [np.kron(glyph, np.ones((self.digit_scale,) * 2, bool)) for glyph in _GLYPHS]
 
     def paint(self, frame_number: int, t: float, out: NDArray[np.uint16]) -> NDArray[np.uint16]:
@@ -89,6 +94,13 @@ class Painter:
         self._scene(frame_number, t, out)
         self._digits(out, frame_number)
         return out
+
+    def static_frame(self) -> NDArray[np.uint16]:
+        """Frame 0, rendered once: what a static scene's camera copies into a buffer it has not filled
+        before (then ``restamp`` makes it any frame)."""
+        if self._static is None:
+            self._static = self.paint(0, 0.0, np.empty(self.shape, np.uint16))
+        return self._static
 
     def restamp(self, frame_number: int, out: NDArray[np.uint16], shown: int) -> NDArray[np.uint16]:
         """Turn ``out``, which holds this painter's static frame ``shown``, into its frame
