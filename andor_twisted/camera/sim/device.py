@@ -10,6 +10,7 @@ into the memory of the buffers the host queued, as a camera's DMA writes them.
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import random
 from collections.abc import Callable
@@ -527,6 +528,7 @@ class SimDevice:
         buffers.BLOCK_TAIL.pack_into(buffers.byte_view(buf), end, IRIG_CID, IRIG_BLOCK.itemsize + 4)
 
 
+@functools.lru_cache(maxsize=4096)  # the host queues the same few buffers again and again
 def memory_at(address: int, size: int) -> NDArray[np.uint8]:
     """The ``size`` bytes of host memory at ``address`` as a uint8 array: where the camera writes."""
     return np.frombuffer(memoryview(FFI.buffer(FFI.cast("unsigned char *", address), size)), np.uint8)

@@ -2,8 +2,10 @@
 
 A smooth illumination with a dark offset, a few bright spots drifting across the sensor, noise, and
 the frame number in large digits. Signal scales with exposure time and binning and saturates at the
-pixel depth. Everything that does not change from frame to frame is computed once per configuration;
-a frame then costs one array addition plus a few small patches.
+pixel depth. Everything that does not change from frame to frame is computed once per configuration,
+and so are NOISY_FRAMES frames of illumination and noise; a frame then costs one copy (which numpy makes
+without holding the GIL: the simulated camera must not slow the server the way a real camera's DMA
+does not) plus a few small patches.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ DARK_OFFSET = 100
 BACKGROUND_RATE = 4.0e4  # counts per second per pixel, at the brightest
 SPOT_RATE = 2.0e6  # counts per second at a spot's centre
 SPOT_SIGMA = 4.0  # sensor pixels
+NOISY_FRAMES = 2  # frames of noise a painter draws once and reuses: a frame is then a copy, spots and digits
 PAINTERS_KEPT = 4  # configurations whose prepared scene is kept: a benchmark alternates between a few
 
 # 3x5 bitmaps of the digits 0-9, one string of 15 bits each, row by row
@@ -86,6 +89,8 @@ class Painter:
         self.digit_scale = max(1, min(height, width) // 160)  # small: auto-contrast should see the scene
         self._clean_digits: NDArray[np.uint16] | None = None
         self._static: NDArray[np.uint16] | None = None
+        self._cells: dict[tuple[int, str | None], NDArray[np.uint16]] = {}
+        self._noisy_frames: dict[int, NDArray[np.uint16]] = {}
         self._glyphs = [np.kron(glyph, np.ones((self.digit_scale,) * 2, bool)) for glyph in _GLYPHS]
 
     def paint(self, frame_number: int, t: float, out: NDArray[np.uint16]) -> NDArray[np.uint16]:
@@ -115,22 +120,41 @@ class Painter:
             digit = new[i] if i < len(new) else None
             if i < len(old) and digit == old[i]:
                 continue
-            cell = (slice(2 * s, 7 * s), slice((2 + 4 * i) * s, (5 + 4 * i) * s))
-            out[cell] = self._clean_digits[cell]
-            if digit is not None:
-                self._stamp(out, int(digit), i)
+            out[2 * s : 7 * s, (2 + 4 * i) * s : (5 + 4 * i) * s] = self._cell(i, digit)
         return out
 
+    def _cell(self, position: int, digit: str | None) -> NDArray[np.uint16]:
+        """The pixels of digit cell ``position`` showing ``digit`` (None: blank), drawn once: restamping
+        a frame is then one small copy per digit that changed."""
+        key = (position, digit)
+        cell = self._cells.get(key)
+        if cell is None:
+            assert self._clean_digits is not None
+            s = self.digit_scale
+            cell = self._clean_digits[2 * s : 7 * s, (2 + 4 * position) * s : (5 + 4 * position) * s].copy()
+            if digit is not None:
+                glyph = self._glyphs[int(digit)][: cell.shape[0], : cell.shape[1]]
+                cell[glyph] = self.digit_value
+            self._cells[key] = cell
+        return cell
+
     def _scene(self, frame_number: int, t: float, out: NDArray[np.uint16]) -> NDArray[np.uint16]:
-        height, width = self.shape
-        offset = (frame_number * 7919) % 65536
-        noise = self.noise[offset : offset + height * width].reshape(height, width)
-        np.add(self.base, noise, out=out)
+        np.copyto(out, self._noisy(frame_number % NOISY_FRAMES))  # numpy copies without holding the GIL
         for x0, y0, vx, vy, brightness in self.scene.spots:
             x = (x0 + vx * t) % self.scene.sensor_width
             y = (y0 + vy * t) % self.scene.sensor_height
             self._spot(out, x, y, brightness * self.spot_peak)
         return out
+
+    def _noisy(self, k: int) -> NDArray[np.uint16]:
+        """The illumination plus noise drawn at offset ``k`` of the noise bank, computed once."""
+        noisy = self._noisy_frames.get(k)
+        if noisy is None:
+            height, width = self.shape
+            offset = (k * 7919) % 65536
+            noisy = self.base + self.noise[offset : offset + height * width].reshape(height, width)
+            self._noisy_frames[k] = noisy
+        return noisy
 
     def _spot(self, out: NDArray[np.uint16], x: float, y: float, peak: float) -> None:
         height, width = self.shape
