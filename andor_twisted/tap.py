@@ -138,8 +138,8 @@ def makeService(options: usage.Options, reactor: Any = None) -> service.MultiSer
     top = service.MultiService()
     arbiter = Arbiter()
     camera = CameraService(sdk, options["camera-choice"], reactor, description, on_open_failure=stop_on_failure)
-    live = LiveView(camera, arbiter, reactor)
     bursts = Bursts(camera, arbiter, reactor, options["spool-memory-limit"], options["burst-idle-timeout"])
+    live = LiveView(camera, arbiter, reactor, bursts)  # viewers watch a capturing burst
     # stopped in reverse: the listening ports, the burst, then the live view, then the camera
     children: list[tuple[str, Any]] = [("camera", camera), ("live", live), ("bursts", bursts)]
     site: Any = make_site(camera, bursts, live, arbiter)  # Any: an IProtocolFactory, which mypy cannot see

@@ -123,6 +123,12 @@ class Spool:
             frames.append(self._send_next())
         return frames
 
+    def newest(self) -> BurstFrame | None:
+        """The newest frame the spool holds, sent or not (for a look at it: nothing changes)."""
+        if self._unsent:
+            return self._unsent[-1]
+        return self._in_flight[-1] if self._in_flight else None
+
     def acknowledge(self, frame_number: int) -> None:
         """The reader has frame ``frame_number`` and every frame before it: free them."""
         while self._in_flight and self._in_flight[0].frame_number <= frame_number:
