@@ -37,6 +37,7 @@ from andor_twisted.protocol import plan as planning
 from andor_twisted.protocol.timebase import Anchor, HostClock, TimeBase, anchor_from
 
 WAIT_SLICE_MS = 10  # longest a single WaitBuffer holds the SDK thread (a temperature reading waits for it)
+TRIP_S = 0.005  # after the first frame, a trip takes frames already waiting for at most this long
 FIRST_FRAME_GRACE_S = 2.0  # arming and first-frame latency allowed on top of exposure and frame period
 NODATA_RETRY_S = 0.005  # AT_ERR_NODATA comes back at once: wait this long before asking again
 ANCHOR_READS = 10  # TimestampClock reads, each between two host clock reads, at each end of an acquisition
@@ -655,7 +656,7 @@ class AndorCamera:
                     lend: bool = False) -> Generator[defer.Deferred[Any], Any, list[Any]]:
         """The next frames of the running acquisition: waits for one (at most ``layout.timeout_s``, or
         ``layout.trigger_timeout_s`` for a trigger), then takes up to ``max_count`` in all of those
-        already waiting, in one trip to the SDK thread.
+        already waiting, in one trip to the SDK thread of at most a wait slice and TRIP_S.
 
         ``pack(frame)`` runs in the SDK thread on a frame whose image is a view into ``frame.buffer``,
         an SDK buffer, and returns the frame to deliver. Without ``lend`` the buffer is queued again at
@@ -697,7 +698,8 @@ class AndorCamera:
                 raise CameraOverflow(code, "the frame grabber's buffer overflowed (AT_ERR_HARDWARE_OVERFLOW): the "
                                            "host did not take frames fast enough") from e
             raise
-        while len(frames) < max_count:
+        until = time.monotonic() + TRIP_S
+        while len(frames) < max_count and time.monotonic() < until:
             try:
                 frames.append(self._take_one(layout, first_number + len(frames), 0, pack, lend))
             except self._error:
