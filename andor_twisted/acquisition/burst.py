@@ -148,7 +148,7 @@ class Burst:
                     if frame.utc_ns is not None and frame.ticks is not None:
                         stamp = (frame.ticks, frame.utc_ns)
                         self._irig = [self._irig[0] if self._irig else stamp, stamp]
-                    self.spool.put(frame)
+                self.spool.put_all(batch)  # the reader takes them together
             self.took_s = self.clock.seconds() - self.started_at
             self.log.info("taking {n} frames took {took:.3f}s", n=self.frames, took=self.took_s)
             self.life.to(BurstState.CAPTURED)

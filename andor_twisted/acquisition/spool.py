@@ -69,12 +69,18 @@ class Spool:
 
     def put(self, frame: BurstFrame) -> None:
         """Add a frame just off the camera."""
-        self._unsent.append(frame)
-        self.captured += 1
-        self.bytes += frame.nbytes
+        self.put_all([frame])
+
+    def put_all(self, frames: list[BurstFrame]) -> None:
+        """Add frames just off the camera, in order; a waiting reader is woken once they are all in (and
+        can take them all at once)."""
+        for frame in frames:
+            self._unsent.append(frame)
+            self.bytes += frame.nbytes
+        self.captured += len(frames)
         self.high_water_frames = max(self.high_water_frames, self.frames)
         self.high_water_bytes = max(self.high_water_bytes, self.bytes)
-        if self._reader is not None:
+        if self._reader is not None and self._unsent:
             reader, self._reader = self._reader, None
             reader.callback(self._send_next())
 
