@@ -142,6 +142,8 @@ class AndorCamera:
         self._host_clock = host_clock
         self.acquiring: str | None = None  # what holds the camera: "snap", a burst, ... or None
         self._queued: dict[int, NDArray[np.uint8]] = {}  # our buffers the SDK holds, by address
+        # the running acquisition's buffers and their pixels, by address (dropped with the buffer)
+        self._views: dict[int, tuple[NDArray[np.uint8], buffers.Pixels]] = {}
         self._spare: deque[NDArray[np.uint8]] = deque()  # buffers lent out and given back, for the running acquisition
         self._buffer_bytes: int | None = None  # their size, while an acquisition runs
         self._spare_max = 0
@@ -604,6 +606,7 @@ class AndorCamera:
     def _flush(self) -> None:
         self._lib.flush(self._handle)
         self._queued.clear()
+        self._views.clear()
         self._buffer_bytes = None
         self._spare.clear()
 
@@ -625,6 +628,8 @@ class AndorCamera:
         back after the acquisition ended, are simply dropped."""
         if buffer.size == self._buffer_bytes and len(self._spare) < self._spare_max:
             self._spare.append(buffer)
+        else:
+            self._views.pop(buffer.ctypes.data, None)
 
     def software_trigger(self) -> defer.Deferred[None]:
         """Send a software trigger (TriggerMode Software): the camera exposes one frame."""
@@ -714,7 +719,13 @@ class AndorCamera:
         raw = self._queued.pop(address, None)
         if raw is None:
             raise SDKError(None, f"the SDK returned a buffer at {address:#x} that this driver did not queue")
-        image = buffers.decode(raw, layout.encoding, layout.width, layout.height, layout.stride, copy=False)
+        view = self._views.get(address)
+        if view is not None and view[0] is raw:  # a buffer's pixels are the same view of it each time it comes
+            image = view[1]
+        else:
+            image = buffers.decode(raw, layout.encoding, layout.width, layout.height, layout.stride, copy=False)
+            if layout.encoding != "Mono12Packed":  # (unpacked into a new array each time)
+                self._views[address] = (raw, image)
         ticks = utc_ns = None
         try:
             if layout.timestamps:

@@ -101,7 +101,8 @@ class SimDevice:
         self._config: dict[str, Any] = {}
         self._returned = 0  # frames of this acquisition handed to the host
         self._waits = 0
-        self._painted: dict[int, tuple[Any, int]] = {}  # static scene: address -> (painter, frame it holds)
+        # static scene: address -> (painter, frame it holds, its pixels in the buffer)
+        self._painted: dict[int, tuple[Any, int, NDArray[np.uint16]]] = {}
         self._callbacks: dict[str, list[Callable[[str], None]]] = {}
         self._overflow_reported = False
         self._software: Software | None = None
@@ -486,20 +487,20 @@ class SimDevice:
         c = self._config
         exposed = timeline.exposed[k]
         height, width, stride, encoding = c["AOIHeight"], c["AOIWidth"], c["AOIStride"], c["PixelEncoding"]
-        rows = buffers.rows_view(buf, height, stride)
-        if encoding in ("Mono12", "Mono16"):  # paint straight into the buffer: no extra copy
-            out = rows[:, : 2 * width].view("<u2")
-            if not self.model.static_scene:
-                self._painter.paint(k, exposed - timeline.start, out)
-            else:
-                painted = self._painted.get(address)
-                if painted is None or painted[0] is not self._painter:
-                    # a buffer the camera has not filled before: one copy of the pre-rendered frame 0,
-                    # which numpy makes without holding the GIL (a real camera's DMA costs no host CPU)
-                    np.copyto(out, self._painter.static_frame())
-                    painted = (self._painter, 0)
-                self._painter.restamp(k, out, painted[1])
-                self._painted[address] = (self._painter, k)
+        if encoding in ("Mono12", "Mono16") and self.model.static_scene:
+            painted = self._painted.get(address)
+            if painted is None or painted[0] is not self._painter:
+                # a buffer the camera has not filled before: one copy of the pre-rendered frame 0,
+                # which numpy makes without holding the GIL (a real camera's DMA costs no host CPU)
+                out = buffers.rows_view(buf, height, stride)[:, : 2 * width].view("<u2")
+                np.copyto(out, self._painter.static_frame())
+                painted = (self._painter, 0, out)
+            out = painted[2]
+            self._painter.restamp(k, out, painted[1])
+            self._painted[address] = (self._painter, k, out)
+        elif encoding in ("Mono12", "Mono16"):  # paint straight into the buffer: no extra copy
+            out = buffers.rows_view(buf, height, stride)[:, : 2 * width].view("<u2")
+            self._painter.paint(k, exposed - timeline.start, out)
         else:
             image = self._painter.paint(k, exposed - timeline.start, np.empty((height, width), np.uint16))
             buffers.encode_into(image, buf, encoding, stride)
