@@ -27,7 +27,8 @@ from twisted.logger import Logger
 SEND_LIMIT = 1024 * 1024
 
 # what GatherWriter and tune() use of a twisted.internet.tcp.Connection beyond its interfaces
-INTERNALS = ("dataBuffer", "offset", "_tempDataLen", "doWrite", "startWriting", "socket", "SEND_LIMIT")
+INTERNALS = ("dataBuffer", "offset", "_tempDataLen", "doWrite", "writeSomeData", "startWriting", "socket",
+             "SEND_LIMIT")
 
 Part = bytes | memoryview
 Writer = Callable[[Sequence[Part]], None]
@@ -78,7 +79,9 @@ class GatherWriter:
         self.transport = transport
         self._parts: collections.deque[Part] = collections.deque()  # unsent bytes and byte memoryviews, in order
         self._transport_do_write: Callable[[], object] = transport.doWrite
+        self._transport_write_some: Callable[[Any], object] = transport.writeSomeData
         transport.doWrite = self.doWrite
+        transport.writeSomeData = self._write_some
 
     def write(self, parts: Sequence[Part]) -> None:
         transport = self.transport
@@ -105,3 +108,8 @@ class GatherWriter:
                 sent -= len(part)
                 self._parts.popleft()
         return self._transport_do_write()
+
+    def _write_some(self, data: Any) -> object:
+        """The transport's ``writeSomeData``, without the empty ``send()`` its ``doWrite`` makes when it has
+        nothing of its own to send (after every batch of frames: a system call for nothing)."""
+        return self._transport_write_some(data) if len(data) else 0

@@ -169,9 +169,9 @@ def makeService(options: usage.Options, reactor: Any = None) -> service.MultiSer
     top = ServerService(logs.json_observer() if options["log-format"] == "json" else None)
     arbiter = Arbiter()
     camera = CameraService(sdk, options["camera-choice"], reactor, description, on_open_failure=stop_on_failure)
-    live = LiveView(camera, arbiter, reactor)
     bursts = Bursts(camera, arbiter, reactor, options["spool-memory-limit"], options["burst-idle-timeout"],
                     Recordings(options["data-dir"], reactor))
+    live = LiveView(camera, arbiter, reactor, bursts)  # viewers watch a capturing burst
     # stopped in reverse: the listening ports, the burst, then the live view, then the camera
     children: list[tuple[str, Any]] = [("camera", camera), ("live", live), ("bursts", bursts)]
     probe = CameraProbe(camera, reactor)

@@ -1,51 +1,44 @@
-"""Measure how fast burst frames move from one process to another on loopback, three ways.
+"""Bursts end to end against raw TCP, at every frame size and spool, with a viewer watching, with the
+control API timed throughout: one table, with the targets of issue 13 and the ratio achieved.
 
-    .venv/bin/python bench/bursts.py [--rounds 2] [--seconds 4] [--spool 32] [--scrape SECONDS] [--profile DIR]
+    .venv/bin/python bench/bursts.py [--rounds 2] [--quick] [--save FILE] [--table FILE] [--profile DIR]
 
-For 2560x2160 and 512x512 Mono16 frames:
+Each configuration first runs a 10-frame burst that is not measured (the simulated camera prepares its
+scene once per configuration). Then the runs, interleaved, --rounds times (the machine is shared and
+noise only slows a run down, so the table shows the best round):
 
-  full   the real path: a twistd server (simulated "ideal" camera at its maximum frame rate, minimum
-         exposure) -> burst spool (--spool frames) -> WebSocket -> ``andor.Camera.burst()`` yielding
-         a new numpy array per frame in a client process.
-  raw    the ceiling: one process ``sendall``s a preallocated frame (8-byte length + the pixels) in a
-         loop, another ``recv_into``s a preallocated buffer. TCP_NODELAY at both ends. No allocation.
-  http   the design this server replaces: one HTTP GET per frame. ``http.server.ThreadingHTTPServer``
-         (HTTP/1.1 keep-alive, Content-Length, TCP_NODELAY) answers each GET with the pixels; the client
-         does ``requests.Session().get(url).content`` and ``np.frombuffer(...).reshape(H, W)``.
+  raw      the ceiling: one process ``sendall``s a preallocated frame (8-byte length + the pixels) in a
+           loop, another ``recv_into``s a preallocated buffer. TCP_NODELAY at both ends. No allocation.
+  burst    the real path: a twistd server (simulated ``ideal`` camera at its maximum frame rate, minimum
+           exposure, or the simulated Neo at 100 fps full frame, link-paced) -> burst spool -> WebSocket ->
+           ``andor.Camera.burst()`` yielding a new numpy array per frame in a client process. Spool 8,
+           and spool 0 (the whole burst: the client's default).
+  +viewer  the same burst while a viewer watches the live stream (``/stream/live``, 1024x1024 display,
+           acknowledging each frame as the browser does): how many frames it saw during the capture.
 
-  scraped  with --scrape SECONDS: the full path while another thread of the parent GETs /metrics and
-           /api/health every SECONDS (Prometheus scrapes every 15 s or so: 0.1 makes any cost show),
-           run interleaved with the full path so both meet the same noise.
+Columns:
+  first s    burst request to the first frame in the reader
+  total s    burst request to the last frame in the reader
+  req f/s    frames / total s: the rate from the request to the last frame
+  frames/s, MB/s   from the first frame to the last (pixel bytes, 10^6): how fast the reader drained
+  CPU s/GB   CPU seconds (user + sys, all threads) of sender and receiver over that window, per 10^9 pixel
+             bytes (from /proc/<pid>/stat)
+  over MB    the server's peak resident memory during the run, less its resident memory before the run
+             and less what the spool held at its fullest and the camera's buffers (sampled every 10 ms)
+  temp p99   99th percentile of GET /api/temperature, polled every 20 ms during the run, ms
+  viewer     frames the watching viewer received while the burst ran
 
-How to read the table:
-  MB/s, frames/s   pixel bytes (10^6) and frames per second, from the first frame the receiver has
-                   to the last, so arming, connecting and process start-up are not counted.
-  CPU s/GB         CPU seconds (user + sys, all threads) of the sending AND the receiving process
-                   over that same window, per 10^9 pixel bytes, shown as send + recv = total. Both are
-                   read from /proc/<pid>/stat (10 ms ticks) by the receiver at its first and last frame.
-                   For the full path "send" is the whole server: reactor, SDK thread, spool.
-  total s          the full path only: from the burst request to the last frame (includes arming).
-Each method sends about --seconds of frames: a count set from the rate of warm-up runs of the same
-method (not reported), and raised for the next round if a round ran faster. The methods run
-interleaved (raw, full, http; then again) because the machine is shared and noisy, and the table
-reports the BEST of the rounds (highest MB/s; noise only ever slows a run down). The ratios compare
-MB/s of those best runs against the targets.
+With --profile DIR, the 512x512 spool-0 and 64x64 bursts run under py-spy (pip install py-spy),
+sampling the server's CPU; DIR gets the collapsed stacks and the script prints the busiest functions.
 
-With --profile DIR, only the full path runs, twice per size, under py-spy (pip install py-spy): once
-sampling where server and client spend CPU, once sampling only the server thread holding the GIL
-(what limits small frames, where reactor and SDK thread queue for it). DIR gets the collapsed
-stacks; the script prints the busiest functions, on their own (self) and with all they call
-(inclusive).
-
-The server runs from this checkout (PYTHONPATH=the repo), not from the copy installed in .venv,
-and so does the client (the repo's client/ first on its path): the numbers are those of the code
-in the work tree.
+The server runs from this checkout (PYTHONPATH=the repo), and so does the client (the repo's client/ first
+on its path): the numbers are those of the code in the work tree.
 """
 
 import argparse
 import collections
+import http.client
 import json
-import math
 import os
 import signal
 import socket
@@ -53,19 +46,17 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
-SIZES = [(2560, 2160), (512, 512)]  # width, height of Mono16 frames
-METHODS = ["raw", "full", "http"]
-WARM_UP_SECONDS = 0.5
-TARGETS = {  # (width, height): (full/raw at least, full/http at least)
-    (2560, 2160): (0.85, 2.5),
-    (512, 512): (0.6, 2.5),
-}
+IDEAL = ("--sim-model", "ideal", "--sim-arm-latency", "0")
+NEO = ("--sim-model", "neo")
+CAMERA_BUFFERS = 8  # acquisition.burst.BURST_BUFFERS: what the server may hold beyond its spool
+POLL_S = 0.02  # the control poller's pause between requests
 
 
 # ---- helpers for every process ----
@@ -75,6 +66,11 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 class Window:
@@ -101,18 +97,10 @@ class Window:
         """Print the result as one JSON line (the receiver's only output)."""
         assert self.frames == self.count, f"{self.frames} frames of {self.count}"
         first, last = self.first, self.last
-        result = {"frames": self.count - 1, "seconds": last[0] - first[0], "cpu_send": last[1] - first[1],
-                  "cpu_recv": last[2] - first[2], "total_seconds": last[0] - self.started, **extra}
+        result = {"frames": self.count, "seconds": last[0] - first[0], "cpu_send": last[1] - first[1],
+                  "cpu_recv": last[2] - first[2], "first_seconds": first[0] - self.started,
+                  "total_seconds": last[0] - self.started, **extra}
         print(json.dumps(result), flush=True)
-
-
-def listen():
-    """A loopback listening socket on a free port; prints the port for the parent."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    print(server.getsockname()[1], flush=True)
-    return server
 
 
 def read_exactly(sock, view):
@@ -130,8 +118,12 @@ def raw_send(nbytes, count):
     frame = bytearray(8 + nbytes)
     struct.pack_into("<Q", frame, 0, nbytes)
     frame[8:] = np.arange(nbytes // 2, dtype="<u2").tobytes()
-    with listen() as server:
-        conn, _ = server.accept()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    print(server.getsockname()[1], flush=True)
+    conn, _ = server.accept()
+    server.close()
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     view = memoryview(frame)
     for _ in range(count):
@@ -153,51 +145,14 @@ def raw_recv(port, nbytes, count, sender_pid):
     sock.close()
 
 
-def http_serve(nbytes):
-    """Answer every GET with the same ``nbytes`` bytes, one thread per connection, keep-alive."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    frame = np.arange(nbytes // 2, dtype="<u2").tobytes()
-
-    class OneFrame(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(frame)))
-            self.end_headers()
-            self.wfile.write(frame)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), OneFrame)
-    print(server.server_port, flush=True)
-    server.serve_forever()
-
-
-def http_get(port, width, height, count, sender_pid):
-    import requests
-
-    session = requests.Session()
-    url = f"http://127.0.0.1:{port}/frame"
-    window = Window(sender_pid, count)
-    for _ in range(count):
-        image = np.frombuffer(session.get(url).content, np.uint16).reshape(height, width)
-        window.frame()
-    window.report(shape=image.shape)
-
-
-def burst_recv(port, width, height, count, spool, server_pid):
-    """Set the AOI, the shortest exposure and the fastest frame rate, then read one burst."""
+def burst_recv(port, width, height, count, spool, fps, server_pid):
+    """Set the AOI, the shortest exposure and the frame rate (0: the fastest), then read one burst."""
     import andor
 
     cam = andor.Camera(f"127.0.0.1:{port}")
     cam.aoi({"left": 1, "top": 1, "width": width, "height": height})
     cam.exposure_time(cam.get_feature_info("ExposureTime")["min"])
-    fps = cam.get_feature_info("FrameRate")["max"]
+    fps = fps or cam.get_feature_info("FrameRate")["max"]
     window = Window(server_pid, count)
     frames = cam.burst(count, fps, serverSpool=spool)
     for image in frames:  # noqa: B007 (the last image is checked below)
@@ -205,11 +160,11 @@ def burst_recv(port, width, height, count, spool, server_pid):
     assert image.shape == (height, width), image.shape
     summary = frames.summary
     window.report(fps=fps, state=summary["state"], spool_capacity=summary["spool_capacity"],
-                  late_frames=summary["late_frames"])
+                  late_frames=summary["late_frames"], high_water_bytes=summary["high_water_bytes"],
+                  took_s=summary["took_s"])
 
 
-ROLES = {"raw-send": raw_send, "raw-recv": raw_recv, "http-serve": http_serve, "http-get": http_get,
-         "burst-recv": burst_recv}
+ROLES = {"raw-send": raw_send, "raw-recv": raw_recv, "burst-recv": burst_recv}
 
 
 # ---- the parent: starting processes and running the methods ----
@@ -229,65 +184,19 @@ def receive(proc):
     return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])  # py-spy talks too
 
 
-def run_pair(sender, receiver, *args):
-    """Start ``sender`` (a role that prints its port), then ``receiver`` with that port, ``args`` and
-    the sender's pid; returns the receiver's result."""
-    sending = child(*sender)
+def run_raw(width, height, count):
+    nbytes = width * height * 2
+    sending = child("raw-send", nbytes, count)
     try:
         port = int(sending.stdout.readline())
-        return receive(child(receiver, port, *args, sending.pid))
+        return receive(child("raw-recv", port, nbytes, count, sending.pid))
     finally:
         sending.terminate()
         sending.wait()
 
 
-def run_raw(width, height, count, server):
-    nbytes = width * height * 2
-    return run_pair(("raw-send", nbytes, count), "raw-recv", nbytes, count)
-
-
-def run_http(width, height, count, server):
-    return run_pair(("http-serve", width * height * 2), "http-get", width, height, count)
-
-
-def run_full(width, height, count, server, spool=32, prefix=()):
-    return receive(child("burst-recv", server.port, width, height, count, spool, server.pid, prefix=prefix))
-
-
-def run_scraped(width, height, count, server, spool=32, every=0.1):
-    """The full path while /metrics and /api/health are fetched every ``every`` seconds."""
-    import http.client
-    import threading
-
-    stop, scrapes = threading.Event(), []
-
-    def scrape():
-        while not stop.wait(every):
-            for path in ("/metrics", "/api/health"):
-                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-                conn.request("GET", path)
-                response = conn.getresponse()
-                response.read()
-                conn.close()
-                scrapes.append(response.status)
-
-    scraper = threading.Thread(target=scrape, daemon=True)
-    scraper.start()
-    try:
-        result = run_full(width, height, count, server, spool)
-    finally:
-        stop.set()
-        scraper.join()
-    assert set(scrapes) <= {200}, f"a scrape failed: {sorted(set(scrapes))}"
-    return {**result, "scrapes": len(scrapes)}
-
-
-IDEAL = ("--sim-model", "ideal", "--sim-arm-latency", "0.001")
-
-
 class Server:
-    """``twistd andor`` with a simulated camera (``args``: the ideal one) on a free loopback port, until
-    ``stop()``."""
+    """``twistd andor`` with a simulated camera on a free loopback port, until ``stop()``."""
 
     def __init__(self, log, args=IDEAL):
         with socket.socket() as s:
@@ -326,179 +235,278 @@ class Server:
         self.proc.wait()
 
 
-def runners(spool, scrape=None):
-    """{method: run(width, height, frames, server) -> the receiver's result}."""
-    methods = {"raw": run_raw, "full": lambda *args: run_full(*args, spool=spool), "http": run_http}
-    if scrape:
-        methods["scraped"] = lambda *args: run_scraped(*args, spool=spool, every=scrape)
-    return methods
+SCRAPE_S = None  # --scrape: also GET /metrics and /api/health this often during every run
 
 
-def frames_for(run, width, height, seconds, server):
-    """Frames for ``seconds`` of ``run``, at the rate of warm-up runs of it, lengthened until one lasts
-    WARM_UP_SECONDS (a shorter one says more about start-up than about the rate)."""
-    count = max(8, int(1e8 / (width * height * 2)))  # 0.1 s at 1 GB/s
-    while True:
-        result = run(width, height, count, server)
-        if result["seconds"] >= WARM_UP_SECONDS:
-            return frames_at(result, seconds)
-        count = math.ceil(count * min(10.0, 1.2 * WARM_UP_SECONDS / max(result["seconds"], 1e-3)))
+class Poller(threading.Thread):
+    """While a run lasts: GET /api/temperature every POLL_S (its latency) and the server's resident memory;
+    with --scrape, /metrics and /api/health every SCRAPE_S as Prometheus and a monitor would."""
+
+    def __init__(self, server):
+        super().__init__(daemon=True)
+        self.server = server
+        self.rss_before = rss_bytes(server.pid)
+        self.peak_rss = self.rss_before
+        self.latencies = []
+        self._done = threading.Event()
+        self._memory = threading.Thread(target=self._sample_memory, daemon=True)
+        self._memory.start()
+        self.start()
+
+    def _sample_memory(self):
+        while not self._done.wait(0.01):
+            self.peak_rss = max(self.peak_rss, rss_bytes(self.server.pid))
+
+    def run(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+        next_scrape = time.perf_counter()
+        while not self._done.wait(POLL_S):
+            started = time.perf_counter()
+            conn.request("GET", "/api/temperature")
+            conn.getresponse().read()
+            self.latencies.append(time.perf_counter() - started)
+            if SCRAPE_S and started >= next_scrape:
+                next_scrape = started + SCRAPE_S
+                for path in ("/metrics", "/api/health"):
+                    conn.request("GET", path)
+                    response = conn.getresponse()
+                    response.read()
+                    assert response.status == 200, f"GET {path} answered {response.status}"
+        conn.close()
+
+    def finish(self):
+        self._done.set()
+        self.join()
+        self._memory.join()
+        return {"temp_p99_ms": 1e3 * float(np.percentile(self.latencies, 99)) if self.latencies else None,
+                "temp_polls": len(self.latencies), "rss_over": self.peak_rss - self.rss_before}
 
 
-def frames_at(result, seconds):
-    """Frames for ``seconds`` at the rate of ``result``."""
-    return math.ceil(result["frames"] / result["seconds"] * seconds)
+class Watcher(threading.Thread):
+    """A viewer of the live stream, acknowledging each frame as the browser does; counts its frames."""
+
+    def __init__(self, server, display=(1024, 1024)):
+        import websocket
+
+        super().__init__(daemon=True)
+        self.ws = websocket.create_connection(
+            f"ws://127.0.0.1:{server.port}/stream/live?width={display[0]}&height={display[1]}", timeout=30)
+        self.frames = 0  # frames of a burst (not of the live view's own acquisition)
+        self._done = threading.Event()
+        self.start()
+
+    def run(self):
+        import websocket
+
+        self.ws.settimeout(0.1)
+        while not self._done.is_set():
+            try:
+                opcode, data = self.ws.recv_data()
+            except websocket.WebSocketTimeoutException:
+                continue
+            except (websocket.WebSocketException, OSError):
+                return
+            if opcode == websocket.ABNF.OPCODE_BINARY:
+                self.frames += struct.unpack_from("<I", data, 8)[0] != 0  # the burst id: 0 is the live view
+                self.ws.send(json.dumps({"ack": struct.unpack_from("<Q", data, 16)[0]}))
+
+    def finish(self):
+        self._done.set()
+        self.join()
+        self.ws.close()
 
 
-def measure(rounds, seconds, spool, log, scrape=None):
-    """{(size, method): [the result of each round]}, running the methods interleaved."""
-    server = Server(log)
-    run = runners(spool, scrape)
-    results = collections.defaultdict(list)
+# ---- the runs ----
+
+Run = collections.namedtuple("Run", "key label camera width height frames spool fps viewer")
+
+
+def runs(quick):
+    """What the table shows: (key, label, camera, width, height, frames, spool, fps, viewer)."""
+    scale = 0.5 if quick else 1.0
+    n = lambda frames: max(10, int(frames * scale))  # noqa: E731
+    out = []
+    for width, height, frames in ((2560, 2160, 300), (512, 512, 3000), (64, 64, 20000)):
+        size = f"{width}x{height}"
+        out.append(Run(f"raw {size}", f"{size} raw TCP", "raw", width, height, n(frames), None, 0, False))
+        for spool in (8, 0):
+            out.append(Run(f"{size} s{spool}", f"{size} x{n(frames)} spool {spool}", "ideal", width, height,
+                           n(frames), spool, 0, False))
+    out.append(Run("512x512 s0 viewer", f"512x512 x{n(3000)} spool 0 +viewer", "ideal", 512, 512, n(3000), 0, 0,
+                   True))
+    for spool in (8, 0):
+        out.append(Run(f"neo s{spool}", f"Neo 100fps full x{n(60)} spool {spool}", "neo", 2560, 2160, n(60),
+                       spool, 100.0, False))
+    return out
+
+
+def measure(rounds, quick, log_dir):
+    """{run key: (run, [result of each round])}: the runs interleaved, round after round."""
+    plan = runs(quick)
+    results = {run.key: (run, []) for run in plan}
+    servers = {"ideal": Server(os.path.join(log_dir, "ideal.log"), IDEAL),
+               "neo": Server(os.path.join(log_dir, "neo.log"), NEO)}
     try:
-        for width, height in SIZES:
-            counts = {m: frames_for(run[m], width, height, seconds, server) for m in run if m != "scraped"}
-            if "scraped" in run:
-                counts["scraped"] = counts["full"]  # the same burst, so that the two compare
-            for _ in range(rounds):
-                for method in run:
-                    result = run[method](width, height, counts[method], server)
-                    results[(width, height), method].append(result)
-                    counts[method] = max(counts[method], frames_at(result, seconds))  # if a round ran faster
-                    print(f"  {width}x{height} {method:4s} {_rate(result, width, height):6.0f} MB/s "
-                          f"in {result['seconds']:.2f} s", flush=True)
+        for run in plan:  # the simulator prepares its scene once per configuration: not what is measured
+            if run.camera != "raw":
+                one(run._replace(frames=10, viewer=False), servers)
+        for _ in range(rounds):
+            for run in plan:
+                result = one(run, servers)
+                results[run.key][1].append(result)
+                print(f"  {run.label:34s} {result['frames'] / result['seconds']:9.0f} frames/s  first "
+                      f"{result['first_seconds']:.3f} s  total {result['total_seconds']:.2f} s", flush=True)
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
     return results
 
 
-def _rate(result, width, height):
-    return result["frames"] * width * height * 2 / result["seconds"] / 1e6
+def one(run, servers):
+    if run.camera == "raw":
+        return run_raw(run.width, run.height, run.frames)
+    server = servers[run.camera]
+    poller = Poller(server)
+    watcher = Watcher(server) if run.viewer else None
+    try:
+        result = receive(child("burst-recv", server.port, run.width, run.height, run.frames, run.spool, run.fps,
+                               server.pid))
+        if watcher:
+            result["viewer_frames"] = watcher.frames
+    finally:
+        if watcher:
+            watcher.finish()
+        result_poll = poller.finish()
+    result.update(result_poll)
+    frame = run.width * run.height * 2
+    result["over_bytes"] = result["rss_over"] - result["high_water_bytes"] - CAMERA_BUFFERS * frame
+    return result
 
 
-def report(results, rounds, scrape=None):
+# ---- the table ----
+
+def best(results):
+    """Per run, its best round: the fastest request to last frame (raw: the highest frames/s); the
+    control latency and memory are the worst of the rounds."""
+    out = {}
+    for key, (run, rounds) in results.items():
+        if run.camera == "raw":
+            r = dict(max(rounds, key=lambda r: r["frames"] / r["seconds"]))
+        else:
+            r = dict(min(rounds, key=lambda r: r["total_seconds"]))
+            r["temp_p99_ms"] = max(x["temp_p99_ms"] or 0 for x in rounds)
+            r["over_bytes"] = max(x["over_bytes"] for x in rounds)
+        out[key] = (run, r)
+    return out
+
+
+def report(results, rounds):
+    table = best(results)
     print()
-    print(f"best of {rounds} rounds (highest MB/s); CPU from /proc/<pid>/stat of sender and receiver")
-    print(f"{'size':10s} {'method':6s} {'frames':>7s} {'window':>8s} {'MB/s':>7s} {'frames/s':>9s} "
-          f"{'CPU s/GB send + recv = total':>30s} {'total s':>8s}")
-    best = {}
-    methods = [*METHODS, "scraped"] if scrape else METHODS
-    for width, height in SIZES:
-        size = f"{width}x{height}"
-        for method in methods:
-            r = best[size, method] = max(results[(width, height), method], key=lambda r: _rate(r, width, height))
-            gb = r["frames"] * width * height * 2 / 1e9
-            send, recv = r["cpu_send"] / gb, r["cpu_recv"] / gb
-            total = f"{r['total_seconds']:8.2f}" if method in ("full", "scraped") else ""
-            print(f"{size:10s} {method:6s} {r['frames'] + 1:7d} {r['seconds']:6.2f} s "
-                  f"{_rate(r, width, height):7.0f} {r['frames'] / r['seconds']:9.0f} "
-                  f"{send:11.2f} + {recv:5.2f} = {send + recv:5.2f}   {total}")
+    print(f"best of {rounds} rounds (fastest request to last frame; raw: highest rate); temp p99 and over MB: "
+          f"the worst round")
+    print(f"{'run':36s} {'first s':>7s} {'total s':>7s} {'req f/s':>8s} {'frames/s':>9s} {'MB/s':>6s} "
+          f"{'CPU s/GB':>8s} {'over MB':>7s} {'temp p99 ms':>11s} {'viewer':>6s}")
+    for run, r in table.values():
+        gb = r["frames"] * run.width * run.height * 2 / 1e9
+        cells = [f"{run.label:36s}",
+                 f"{r['first_seconds']:7.3f}" if run.camera != "raw" else f"{'':7s}",
+                 f"{r['total_seconds']:7.2f}" if run.camera != "raw" else f"{'':7s}",
+                 f"{r['frames'] / r['total_seconds']:8.0f}" if run.camera != "raw" else f"{'':8s}",
+                 f"{r['frames'] / r['seconds']:9.0f}", f"{gb * 1e3 / r['seconds']:6.0f}",
+                 f"{(r['cpu_send'] + r['cpu_recv']) / gb:8.2f}"]
+        if run.camera != "raw":
+            cells += [f"{r['over_bytes'] / 1e6:7.0f}", f"{r['temp_p99_ms']:11.1f}",
+                      f"{r['viewer_frames']:6d}" if run.viewer else ""]
+        print(" ".join(cells))
     print()
-    print("ratios of MB/s (full path against the others):")
-    for width, height in SIZES:
-        size = f"{width}x{height}"
-        rate = {m: _rate(best[size, m], width, height) for m in METHODS}
-        want_raw, want_http = TARGETS[width, height]
-        full_raw, full_http = rate["full"] / rate["raw"], rate["full"] / rate["http"]
-        print(f"  {size:10s} full/raw {full_raw:5.2f} (target >= {want_raw:.2f}: {_verdict(full_raw, want_raw)})"
-              f"   full/http {full_http:5.2f}x (target >= {want_http:.1f}x: {_verdict(full_http, want_http)})")
-    if scrape:
-        print(f"scraping /metrics and /api/health every {scrape:g} s during the full path (MB/s, best of each):")
-        for width, height in SIZES:
-            size = f"{width}x{height}"
-            runs = results[(width, height), "scraped"]
-            scraped = _rate(best[size, "scraped"], width, height)
-            full = _rate(best[size, "full"], width, height)
-            print(f"  {size:10s} scraped/full {scraped / full:5.3f} ({scraped:.0f} against {full:.0f} MB/s; "
-                  f"{sum(r['scrapes'] for r in runs) // len(runs)} requests a run)")
+    print(f"{'targets (issue 13)':60s} {'achieved':>9s}   {'target':10s}  verdict")
+    for name, value, target, ok in targets(table):
+        print(f"  {name:58s} {value:9.2f}   {target:10s}  {'meets' if ok else 'MISSES'}")
 
 
-def _verdict(value, target):
-    return "meets" if value >= target else "MISSES"
+def targets(table):
+    """(what, achieved, target, met) for each goal of issue 13."""
+    r = {key: r for key, (run, r) in table.items()}
+    rate = lambda key: r[key]["frames"] / r[key]["seconds"]  # noqa: E731
+    size = {key: run.width * run.height * 2 for key, (run, _) in table.items()}
+    cpu = lambda key: (r[key]["cpu_send"] + r[key]["cpu_recv"]) / (r[key]["frames"] * size[key] / 1e9)  # noqa: E731
+    out = []
+    for name, s8, s0 in (("2560x2160", "2560x2160 s8", "2560x2160 s0"), ("512x512", "512x512 s8", "512x512 s0"),
+                         ("Neo 100fps full", "neo s8", "neo s0")):
+        first = max(r[s8]["first_seconds"], r[s0]["first_seconds"])
+        out.append((f"pipelining {name}: first frame s (spool 8, 0)", first, "<= 0.25", first <= 0.25))
+        ratio = r[s0]["total_seconds"] / r[s8]["total_seconds"]
+        out.append((f"pipelining {name}: total spool 0 / spool 8", ratio, "<= 1.25", ratio <= 1.25))
+    for key in ("64x64 s8", "64x64 s0"):
+        fps = r[key]["frames"] / r[key]["total_seconds"]
+        out.append((f"tiny frames {key}: frames/s, request to last frame", fps, ">= 20000", fps >= 20000))
+    small = rate("512x512 s8") / rate("raw 512x512")
+    out.append(("small frames 512x512 spool 8: MB/s / raw TCP", small, ">= 0.75", small >= 0.75))
+    full = rate("2560x2160 s8") / rate("raw 2560x2160")
+    out.append(("full frames spool 8: MB/s / raw TCP", full, ">= 0.90", full >= 0.9))
+    full_cpu = cpu("2560x2160 s8") / cpu("raw 2560x2160")
+    out.append(("full frames spool 8: CPU per GB / raw TCP", full_cpu, "<= 1.30", full_cpu <= 1.3))
+    over = max(x["over_bytes"] for key, x in r.items() if "over_bytes" in x) / 1e6
+    out.append(("server memory beyond spool + camera buffers, MB", over, "< 100", over < 100))
+    watched = r["512x512 s0 viewer"]
+    slowed = watched["total_seconds"] / r["512x512 s0"]["total_seconds"]
+    out.append(("watching: total with viewer / without (512x512 spool 0)", slowed, "<= 1.10", slowed <= 1.1))
+    out.append(("watching: frames the viewer saw during the burst", watched["viewer_frames"], ">= 1",
+                watched["viewer_frames"] >= 1))
+    p99 = max(x["temp_p99_ms"] for x in r.values() if "temp_p99_ms" in x)
+    out.append(("control: p99 of GET /api/temperature, ms (worst run)", p99, "< 20", p99 < 20))
+    return out
 
 
-# ---- --profile: where the full path spends its CPU ----
+# ---- --profile: where the server spends its CPU ----
 
-def profile(directory, seconds, spool, rate=250):
-    """Run the full path per size under py-spy, twice: sampling the CPU of server and client, then
-    sampling only the server thread that holds the GIL. Prints a summary of each."""
+def profile(directory, rate=250):
+    """Run the 512x512 and 64x64 spool-0 bursts under py-spy, sampling the server; print a summary."""
     if not os.path.exists(os.path.join(BIN, "py-spy")):
         sys.exit(f"--profile needs py-spy: {os.path.join(BIN, 'pip')} install py-spy")
     os.makedirs(directory, exist_ok=True)
     server = Server(os.path.join(directory, "twistd.log"))
     try:
-        for width, height in SIZES:
-            count = frames_for(runners(spool)["full"], width, height, seconds, server)
-            for mode in ("cpu", "gil"):
-                tag = f"{width}x{height}-{mode}"
-                out = {who: os.path.join(directory, f"{who}-{tag}.txt") for who in ("server", "client")}
-                spy = [os.path.join(BIN, "py-spy"), "record", "--threads", "-r", str(rate), "-f", "raw",
-                       *(["--gil"] if mode == "gil" else ["--nonblocking"])]  # --gil needs the pauses to be right
-                server_spy = subprocess.Popen([*spy, "-o", out["server"], "--pid", str(server.pid)],
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                try:
-                    client_spy = (*spy, "-o", out["client"], "--") if mode == "cpu" else ()
-                    result = run_full(width, height, count, server, spool, prefix=client_spy)
-                finally:
-                    server_spy.send_signal(signal.SIGINT)  # py-spy writes its profile and exits
-                    server_spy.wait()
-                print(f"\n{width}x{height}, {PROFILE_MODES[mode]}: {_rate(result, width, height):.0f} MB/s "
-                      f"under py-spy, {count} frames in {result['total_seconds']:.2f} s from the burst request")
-                ticks = rate * result["total_seconds"]
-                summarize(out["server"], "server", ticks)
-                if mode == "cpu":
-                    summarize(out["client"], "client", ticks, within="BurstFrames.send")
+        for run in runs(quick=False):
+            if run.key not in PROFILED:
+                continue
+            out = os.path.join(directory, f"server-{run.key.replace(' ', '-')}.txt")
+            spy = subprocess.Popen([os.path.join(BIN, "py-spy"), "record", "--threads", "-r", str(rate), "-f", "raw",
+                                    "--nonblocking", "-o", out, "--pid", str(server.pid)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                result = one(run, {"ideal": server})
+            finally:
+                spy.send_signal(signal.SIGINT)  # py-spy writes its profile and exits
+                spy.wait()
+            print(f"\n{run.label}: {result['frames'] / result['seconds']:.0f} frames/s under py-spy, "
+                  f"{result['total_seconds']:.2f} s from the burst request")
+            summarize(out)
     finally:
         server.stop()
 
 
-PROFILE_MODES = {
-    "cpu": "where the CPU goes (a C call that releases the GIL counts for the line that made it)",
-    "gil": "who holds the GIL (only the server thread holding it is sampled: time waiting for it is not)",
-}
-NOTES = {  # what a leaf frame spends its time in, where that is a C call made from that line
-    "GatherWriter.doWrite (andor_twisted/gather.py": "sendmsg(): the kernel's copy into the socket",
-    "untilConcludes (twisted/python/util.py": "socket send(): the kernel's copy into the socket",
-    "BurstFrames._read_into (andor/burst.py": "recv_into(): the kernel's copy out of the socket",
-    "EPollReactor.doPoll (twisted/internet/epollreactor.py": "epoll_wait()",
-}
-IDLE = ("Condition.wait (threading.py",)  # a pool thread waiting for work: py-spy counts it as busy
-WATCHED = ("andor", "autobahn/twisted/websocket.py", "twisted/internet/abstract.py", "twisted/internet/tcp.py",
-           "twisted/logger/_logger.py")
+PROFILED = tuple(os.environ.get("PROFILED", "512x512 s0,64x64 s8,64x64 s0").split(","))
+IDLE = ("Condition.wait (threading.py", "EPollReactor.doPoll")
 
 
-def summarize(path, who, ticks, within=None, top=10):
-    """Print the busiest threads and functions of py-spy's collapsed stacks (``path``), as shares of
-    the busy samples: each function on its own (self, with the C functions it calls), and those of
-    WATCHED with all they call (inclusive). With ``within``, only stacks through that function.
-    ``ticks`` is the number of sampling instants in the burst, to say how busy each thread was."""
-    own, inclusive, threads = collections.Counter(), collections.Counter(), collections.Counter()
-    total = skipped = idle = 0
+def summarize(path, top=15):
+    """The busiest threads and functions (self time) of py-spy's collapsed stacks at ``path``."""
+    own, threads = collections.Counter(), collections.Counter()
+    total = 0
     with open(path) as f:
         for line in f:
             stack, _, n = line.rstrip().rpartition(" ")
             frames, n = stack.split(";"), int(n)
-            if within and not any(within in frame for frame in frames):
-                skipped += n
-            elif frames[-1].startswith(IDLE):
-                idle += n
-            else:
-                total += n
-                threads[frames[0].split(": ")[-1]] += n
-                own[frames[-1]] += n
-                for frame in set(frames[1:]):
-                    inclusive[frame] += n
-    print(f"  {who}: {total} busy samples ({idle} idle in Condition.wait"
-          + (f", {skipped} outside {within}: start-up, set-up" if within else "") + "); threads busy for ≈ "
-          + ", ".join(f"{t} {n / ticks:.0%}" for t, n in threads.most_common(3)) + " of the burst")
-    print("    self:")
+            if frames[-1].startswith(IDLE):
+                continue
+            total += n
+            threads[frames[0]] += n
+            own[frames[-1]] += n
+    print(f"  {total} busy samples; threads: " + ", ".join(f"{t} {n / total:.0%}" for t, n in threads.most_common(3)))
     for frame, n in own.most_common(top):
-        note = next((text for prefix, text in NOTES.items() if frame.startswith(prefix)), "")
-        print(f"      {n / total:5.1%}  {frame}" + (f"  [{note}]" if note else ""))
-    print("    inclusive:")
-    watched = [(frame, n) for frame, n in inclusive.most_common() if any(w in frame for w in WATCHED)]
-    for frame, n in watched[:top]:
-        print(f"      {n / total:5.1%}  {frame}")
+        print(f"    {n / total:5.1%}  {frame}")
 
 
 def main():
@@ -506,19 +514,31 @@ def main():
         ROLES[sys.argv[1]](*(float(a) if "." in a else int(a) for a in sys.argv[2:]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=2, help="measurements of each method and size")
-    parser.add_argument("--seconds", type=float, default=4.0, help="length of each measurement")
-    parser.add_argument("--spool", type=int, default=32, help="server spool of the full path, frames")
-    parser.add_argument("--profile", metavar="DIR", help="profile the full path with py-spy instead")
+    parser.add_argument("--rounds", type=int, default=2, help="measurements of each run")
+    parser.add_argument("--quick", action="store_true", help="half the frames")
+    parser.add_argument("--profile", metavar="DIR", help="profile the server with py-spy instead")
+    parser.add_argument("--save", metavar="FILE", help="also write the measurements to FILE (JSON)")
+    parser.add_argument("--table", metavar="FILE", help="print the table of measurements saved earlier")
     parser.add_argument("--scrape", type=float, metavar="SECONDS",
-                        help="also run the full path while /metrics and /api/health are fetched this often")
+                        help="fetch /metrics and /api/health this often during every run (compare with a run without)")
     args = parser.parse_args()
+    global SCRAPE_S
+    SCRAPE_S = args.scrape
     if args.profile:
-        profile(args.profile, args.seconds, args.spool)
+        profile(args.profile)
+        return
+    if args.table:
+        with open(args.table) as f:
+            saved = json.load(f)
+        results = {key: (Run(*run), rounds) for key, (run, rounds) in saved["results"].items()}
+        report(results, saved["rounds"])
         return
     with tempfile.TemporaryDirectory() as tmp:
-        results = measure(args.rounds, args.seconds, args.spool, os.path.join(tmp, "twistd.log"), args.scrape)
-    report(results, args.rounds, args.scrape)
+        results = measure(args.rounds, args.quick, tmp)
+    if args.save:
+        with open(args.save, "w") as f:
+            json.dump({"rounds": args.rounds, "results": results}, f)
+    report(results, args.rounds)
 
 
 if __name__ == "__main__":

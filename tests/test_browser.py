@@ -318,15 +318,16 @@ class LiveViewTests(BrowserTestCase):
 
         return self.browse(check)
 
-    def test_burst_pauses_the_live_view(self):
-        """While a burst has the camera the page says the live view is paused, then frames come back."""
+    def test_burst_is_watched_while_it_captures(self):
+        """While a burst has the camera the page shows the burst's frames and says so, then the live
+        view comes back."""
 
         def check(tab):
             wait_for_frames(tab, 1)
             self.api("PUT", "/api/aoi", {"width": 256, "height": 256})
             status, started = self.api("POST", "/api/burst", {"frames": 30, "fps": 10, "spool": 0})
             self.assertEqual(status, 200, started)
-            expect(tab.locator("#live-status")).to_contain_text("paused")
+            expect(tab.locator("#live-status")).to_contain_text("watching burst")
             expect(tab.locator("#burst-progress")).to_contain_text("captured 30/30")
             wait_for_frames(tab, 2)
             expect(tab.locator("#live-status")).to_have_text("live")

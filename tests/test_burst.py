@@ -10,7 +10,9 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from andor import wire
+from andor_twisted.acquisition import burst as burst_module
 from andor_twisted.acquisition.arbiter import Arbiter, Purpose
+from andor_twisted.camera import driver
 from andor_twisted.acquisition.burst import BurstDiscarded, BurstRequest, Bursts, NoSuchBurst
 from andor_twisted.camera.errors import (AcquisitionRunning, CameraOverflow, CameraTimeout, InvalidValue, SDKError,
                                          TriggerTimeout)
@@ -94,7 +96,40 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
             self.clock.advance(0.01)
         self.read(burst, 20)
         self.assertEqual(burst.state, BurstState.DONE)
-        self.assertLessEqual(len(seen), 20 + 8 + 2 * 8)  # the spool, the queue, the spares
+        self.assertLessEqual(len(seen), 20 + 8)  # the spool and the queue: the spares are the spool's
+
+    def test_buffers_go_round_with_a_large_spool(self):
+        """With a spool larger than the camera's queue and a reader that reads in bursts, the buffers it
+        frees are all queued again (a new buffer costs a page fault per page): the camera never holds
+        more buffers than the spool held at its fullest and the queue."""
+        made = []
+        self.patch(driver, "aligned_buffer", lambda size: made.append(size) or np.empty(size, np.uint8))
+        burst = self.successResultOf(self.start(200, FPS, 30))
+        while burst.state is not BurstState.DONE:
+            self.clock.pump([0.01] * 40)
+            frames = burst.spool.take(30, 1 << 30)  # read them all, then acknowledge them at once
+            burst.spool.acknowledge(frames[-1].frame_number)
+        self.assertLessEqual(len(made), 30 + 8)
+
+    def test_trips_to_the_sdk_thread_are_short(self):
+        """However many frames are waiting and however large the spool, one trip to the SDK thread takes
+        at most trip_frames of them, so frames reach the spool (and the reader) while the camera still
+        captures; every frame arrives once, in order."""
+        self.patch(burst_module, "TRIP_BYTES", 3 * (64 * 64 * 2 + 48))
+        trips = []
+        next_frames = self.camera.next_frames
+
+        def counted(layout, first, max_count, *args, **kwargs):
+            trips.append(max_count)
+            return next_frames(layout, first, max_count, *args, **kwargs)
+
+        self.patch(self.camera, "next_frames", counted)
+        burst = self.successResultOf(self.start(50, FPS))
+        self.clock.pump([0.01] * 100)
+        self.assertEqual([f.frame_number for f in self.read(burst, 50)], list(range(50)))
+        self.assertEqual(burst.state, BurstState.DONE)
+        self.assertEqual(max(trips), 3)
+        self.assertGreaterEqual(len(trips), 50 // 3)
 
     def test_full_spool_stops_taking_frames(self):
         """With a spool of 2, the capture stops taking frames; the camera fills its host buffers and

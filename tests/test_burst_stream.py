@@ -196,9 +196,9 @@ class ProtocolViolationTests(StreamFixture):
         stream with code 4400 saying why; the burst keeps its frames for the next reader."""
         frames = yield self.burst(40, FPS)
         yield self.server.bursts.current.when_captured()
-        code, reason = yield self.client(self.violate, frames.id, json.dumps({"ack": 39}))
+        code, reason = yield self.client(self.violate, frames.id, json.dumps({"ack": 40}))
         self.assertEqual(code, 4400)
-        self.assertIn("acknowledged frame 39, but frames up to 31 were sent", reason)
+        self.assertIn("acknowledged frame 40, but frames up to 39 were sent", reason)
         code, reason = yield self.client(self.violate, frames.id, "hello")
         self.assertEqual((code, reason), (4400, 'a reader sends {"ack": frame_number}'))
         images = yield self.client(list, frames)

@@ -266,6 +266,24 @@ class BufferTests(unittest.TestCase):
         run(self.clock, self.camera.stop())
         return frames
 
+    def test_lent_buffers_come_back_with_new_pixels(self):
+        """Buffers lent with frames and given back are queued again, and each frame read from a buffer
+        that comes back shows that frame's pixels, not the ones it held before (the driver keeps a view
+        of each buffer's pixels); a buffer it drops is forgotten with its view."""
+        camera, device, clock = open_clock_camera(model="ideal", arm_latency_s=0.0)
+        result_of(camera.set_aoi({"width": 64, "height": 64}))
+        layout = result_of(camera.start("test", 3, 100.0))
+        painter = device._painter
+        for k in range(40):
+            frame = run(clock, camera.next_frames(layout, k, 1, lend=True))[0]
+            expected = painter._scene(0, 0.0, np.empty(painter.shape, np.uint16))
+            painter._digits(expected, k)
+            self.assertTrue(np.array_equal(frame.image, expected), f"frame {k}")
+            camera.give_back(frame.buffer)
+        self.assertLessEqual(len(camera._views), 3 + 2 * 3)  # the queue and the spares
+        run(clock, camera.stop())
+        self.assertEqual(camera._views, {})
+
     def test_matched_by_pointer(self):
         """The SDK returning buffers in another order than they were queued (here: its queue reversed)
         costs nothing: each frame is read from the buffer the SDK names."""

@@ -13,8 +13,11 @@ from twisted.trial import unittest
 from andor import wire
 from andor_twisted.acquisition import live
 from andor_twisted.acquisition.arbiter import Arbiter, Purpose
+from andor_twisted.acquisition.frames import BurstFrame
+from andor_twisted.acquisition.spool import Spool
 from andor_twisted.camera.driver import Frame
 from andor_twisted.camera.errors import SDKError
+from andor_twisted.protocol.burst import BurstState
 
 from tests.helpers import LoopbackServer
 
@@ -67,6 +70,77 @@ class Screen:
 
     def shape(self):
         return wire.parse(self.frames[-1])[1].shape
+
+
+class WatchTests(unittest.SynchronousTestCase):
+    """Viewers watch a capturing burst: the newest spooled frame, reduced, at the display's pace, and the
+    burst's reader still gets every frame."""
+
+    def setUp(self):
+        self.camera = FakeCamera()
+        self.clock = Clock()
+        self.arbiter = Arbiter()
+        self.spool = Spool(100)
+        settings = {"aoi_left": 1, "aoi_top": 1, "aoi_width": 2000, "aoi_height": 1000, "binning": "1x1"}
+        layout = types.SimpleNamespace(width=2000, height=1000, frame_rate=50.0, tick_frequency=1000,
+                                       settings=settings)
+        self.burst = types.SimpleNamespace(id=7, state=BurstState.CAPTURING, spool=self.spool, layout=layout)
+        self.bursts = types.SimpleNamespace(current=None)
+        self.live = live.LiveView(type("Service", (), {"camera": lambda _: self.camera})(), self.arbiter, self.clock,
+                                  self.bursts)
+        self.live.startService()
+
+    def capture(self, *numbers):
+        for n in numbers:
+            image = np.full((1000, 2000), n, np.uint16)
+            self.spool.put(BurstFrame.pack(7, Frame(image, n, 100 * n, 1000)))
+
+    def test_viewers_watch_a_capturing_burst(self):
+        """While a burst captures, a viewer gets the newest frame in its spool, reduced to its display and
+        labelled with the burst's id, one at a time as it acknowledges; the spool is only looked at."""
+        screen = Screen()
+        self.live.add(screen.viewer)
+        grant = self.successResultOf(self.arbiter.request(Purpose.BURST, "burst 7"))
+        self.bursts.current = self.burst
+        self.capture(0, 1, 2, 3, 4)
+        self.clock.advance(1 / live.WATCH_HZ)
+        fields, image = wire.parse(screen.frames[-1])
+        self.assertEqual((fields["burst_id"], fields["frame_number"], fields["ticks"]), (7, 4, 400))
+        self.assertEqual((image.shape, int(image[0, 0])), ((500, 1000), 4))
+        view = [m for m in screen.messages if m["type"] == "view"][-1]
+        self.assertEqual((view["burst"], view["step"], view["aoi"]["width"]), (7, 2, 2000))
+        self.capture(5, 6)
+        self.clock.advance(1 / live.WATCH_HZ)
+        self.assertEqual(screen.numbers(), [4])  # not acknowledged yet: nothing more
+        screen.viewer.acknowledged()
+        self.clock.advance(1 / live.WATCH_HZ)
+        self.assertEqual(screen.numbers(), [4, 6])
+        screen.viewer.acknowledged()
+        self.clock.advance(1 / live.WATCH_HZ)
+        self.assertEqual(screen.numbers(), [4, 6])  # nothing newer: nothing sent
+        self.assertEqual((self.spool.sent, self.spool.acknowledged, self.spool.frames), (0, 0, 7))
+        self.assertEqual([f.frame_number for f in self.spool.take(100, 1 << 30)], list(range(7)))
+        grant.release()
+
+    def test_only_a_capturing_burst(self):
+        """A burst that has captured (its spool draining) is not watched: the live view has the camera."""
+        screen = Screen()
+        self.live.add(screen.viewer)
+        self.bursts.current = self.burst
+        self.burst.state = BurstState.CAPTURED
+        self.capture(0)
+        self.clock.advance(1 / live.WATCH_HZ)
+        self.assertEqual(screen.frames, [])
+
+    def test_nothing_runs_without_viewers(self):
+        """Nobody watching, nothing is scheduled; the last viewer leaving stops the looks at the burst."""
+        self.bursts.current = self.burst
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        screen = Screen()
+        self.live.add(screen.viewer)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.live.remove(screen.viewer)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
 class LiveViewTests(unittest.SynchronousTestCase):

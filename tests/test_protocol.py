@@ -124,7 +124,7 @@ class BurstStatusTests(unittest.SynchronousTestCase):
 
 class WindowTests(unittest.SynchronousTestCase):
     def test_size(self):
-        """32 frames, fewer when 32 of them pass 32 MiB or the spool is smaller, never below one."""
+        """256 frames, fewer when they pass 32 MiB or the spool is smaller, never below one."""
         self.assertEqual(window.window_for(1000), window.WINDOW_FRAMES)
         self.assertEqual(window.window_for(window.WINDOW_BYTES // 3), 3)
         self.assertEqual(window.window_for(window.WINDOW_BYTES * 2), 1)

@@ -176,6 +176,23 @@ class FrameSenderTests(unittest.SynchronousTestCase):
         self.sender.resumeProducing()
         self.assertEqual(self.sent(), [3, 4])
 
+    def test_frames_that_come_together_go_together(self):
+        """Frames put together while the sender waits for one go out in one write, in order, within the
+        window; the rest follow as acknowledgements open it, each frame once."""
+        self.sender.window = AckWindow(4)
+        writes = []
+        write = self.sender.write
+        self.sender.write = lambda parts: (writes.append(len(parts)), write(parts))
+        self.sender.resumeProducing()  # nothing spooled: it waits for a frame
+        self.spool.put_all([frame(n) for n in range(6)])
+        self.assertEqual(self.sent(), [0, 1, 2, 3])
+        self.assertEqual(writes, [8])  # one write: a header part and a pixels part per frame
+        self.sender.resumeProducing()
+        self.assertEqual(self.sent(), [])  # the window is full
+        self.sender.acknowledge(3)
+        self.assertEqual(self.sent(), [4, 5])
+        self.assertEqual((self.spool.captured, self.spool.sent, self.spool.acknowledged), (6, 6, 4))
+
     def test_batch_in_bytes(self):
         """One write holds at most BATCH_BYTES of frames, but always one frame."""
         size = sender_module.BATCH_BYTES // 4

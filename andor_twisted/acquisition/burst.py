@@ -37,6 +37,9 @@ from andor_twisted.protocol.timebase import TimeBase
 
 BURST_BUFFERS = 8  # SDK buffers queued for a burst: frames that may leave the camera while the spool is full
 REFILL = 8  # a full spool waits for room for this many frames (a quarter of a small spool) before taking more
+TRIP_BYTES = 4 * 1024 * 1024  # frames taken in one trip to the SDK thread: about this many bytes ...
+TRIP_FRAMES = 256  # ... and at most this many frames (but always one). A trip is short, so the reader gets
+# frames while the camera still captures, and a temperature reading waits for one trip at most.
 
 
 class BurstDiscarded(CameraError):
@@ -124,6 +127,7 @@ class Burst:
         if self.spool.capacity < self.requested_spool:
             self.log.warn("burst {id}: the spool holds {n} frames, not {asked}, within --spool-memory-limit",
                           id=self.id, n=self.spool.capacity, asked=self.requested_spool)
+        self.camera.keep_buffers(self.spool.capacity)
         self.fps = layout.frame_rate
         self.layout = layout
         self.timebase = layout.timebase
@@ -151,17 +155,18 @@ class Burst:
             # a full spool is refilled in batches: a trip to the SDK thread for every frame acknowledged
             # would cost more than the frame
             refill = min(REFILL, max(1, self.spool.capacity // 4))
+            trip = trip_frames(self.message_bytes)
             while self.spool.captured < self.frames:
                 self.spool_was_full = self.spool_was_full or self.spool.full
                 yield self.spool.room(min(refill if self.spool.full else 1, self.frames - self.spool.captured))
-                want = min(self.spool.capacity - self.spool.frames, self.frames - self.spool.captured)
+                want = min(self.spool.capacity - self.spool.frames, self.frames - self.spool.captured, trip)
                 batch = yield self.camera.next_frames(layout, self.spool.captured, want, self._pack, lend=True)
                 for frame in batch:
                     self.timing.exposed(frame.ticks)
                     if frame.utc_ns is not None and frame.ticks is not None:
                         stamp = (frame.ticks, frame.utc_ns)
                         self._irig = [self._irig[0] if self._irig else stamp, stamp]
-                    self.spool.put(frame)
+                self.spool.put_all(batch)  # the reader takes them together
             self.took_s = self.clock.seconds() - self.started_at
             self.log.info("taking {n} frames took {took:.3f}s", n=self.frames, took=self.took_s)
             self._to(BurstState.CAPTURED)
@@ -319,6 +324,11 @@ class BurstCounts:
         self.frames_acknowledged += spool.acknowledged
         self.frames_late += burst.timing.late_frames
         self.bytes_sent += spool.bytes_sent
+
+
+def trip_frames(message_bytes: int) -> int:
+    """The most frames of ``message_bytes`` one trip to the SDK thread takes (TRIP_BYTES, TRIP_FRAMES)."""
+    return max(1, min(TRIP_FRAMES, TRIP_BYTES // max(message_bytes, 1)))
 
 
 class Bursts(service.Service):

@@ -67,3 +67,13 @@ def _header_and_pixels(burst_id: int, frame: Frame, image: np.ndarray) -> tuple[
     header = pack_header(burst_id, frame.frame_number, image.dtype.str[1:], height, width, frame.ticks,
                          frame.tick_frequency)
     return header, image
+
+
+def reduced_message(burst_id: int, frame: BurstFrame, step: int, tick_frequency: int | None) -> bytes:
+    """A burst frame reduced by ``step`` (every step-th pixel of every step-th row), as a complete frame
+    message of its own: for a viewer watching the burst. The burst frame itself is only read."""
+    image = np.ascontiguousarray(frame.image[::step, ::step], dtype=frame.image.dtype.newbyteorder("<"))
+    height, width = image.shape
+    header = pack_header(burst_id, frame.frame_number, image.dtype.str[1:], height, width, frame.ticks,
+                         tick_frequency)
+    return b"".join((header, image.data.cast("B")))

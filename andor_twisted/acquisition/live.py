@@ -5,6 +5,12 @@ backlog: a viewer holds at most one frame in flight and one waiting, and a newer
 waiting one. A slow viewer therefore skips frames; it never slows the camera or the other viewers.
 The live view asks the arbiter for the camera at the lowest priority: it steps aside for a burst, a
 snap or a change of settings (viewers are told why) and gets the camera back by itself once it is free.
+
+While a burst captures, viewers watch it: at most WATCH_HZ times a second, and only to a viewer that has
+acknowledged its last frame (the display's pace), the newest frame already in the burst's spool is
+reduced to the viewer's display, in the reactor, and sent with the burst's id. The spool is only looked
+at: the burst's reader still gets every frame, and the camera and the capture do not know. Nobody
+watching, nothing runs.
 """
 
 from __future__ import annotations
@@ -19,14 +25,17 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from andor_twisted.acquisition.arbiter import Arbiter, Grant, Purpose
+from andor_twisted.acquisition.burst import Burst, Bursts
 from andor_twisted.acquisition.contracts import CameraSource, Clock, DelayedCall
-from andor_twisted.acquisition.frames import LiveFrame
+from andor_twisted.acquisition.frames import LiveFrame, reduced_message
+from andor_twisted.protocol.burst import BurstState
 from andor_twisted.camera.driver import Frame
 from andor_twisted.protocol import messages
 
 LIVE_BUFFERS = 4
 MAX_PIXELS = 1_000_000  # a reduced frame is at most this big: 2 MB, over 5 frames/s on 100 Mbit/s
 RETRY_S = 2.0  # after a camera error, try again this much later
+WATCH_HZ = 25.0  # a capturing burst's frames go to each viewer at most this often
 
 
 class Viewer:
@@ -41,6 +50,7 @@ class Viewer:
         self.step: int | None = None
         self.in_flight = False  # a frame sent and not yet acknowledged
         self.waiting: bytes | None = None  # the newest frame not sent yet
+        self.watching: int | None = None  # the burst whose frames it is sent (its view message sent)
         self.skipped = 0
 
     def offer(self, message: bytes) -> None:
@@ -67,8 +77,10 @@ def reduction(width: int, height: int, display: tuple[int, int]) -> int:
 class LiveView(service.Service):
     log = Logger()
 
-    def __init__(self, camera_service: CameraSource, arbiter: Arbiter, clock: Clock) -> None:
+    def __init__(self, camera_service: CameraSource, arbiter: Arbiter, clock: Clock,
+                 bursts: Bursts | None = None) -> None:
         self.camera_service = camera_service
+        self.bursts = bursts  # whose capturing burst viewers watch
         self.arbiter = arbiter
         self.clock = clock
         self.viewers: list[Viewer] = []
@@ -81,6 +93,8 @@ class LiveView(service.Service):
         self._retry: DelayedCall | None = None
         self._view: dict[str, Any] | None = None  # the AOI, binning and frame rate of the running acquisition
         self.frames = 0
+        self._watch: DelayedCall | None = None  # the next look at a capturing burst, while anyone watches
+        self._watched: tuple[int, int] | None = None  # (burst id, frame number) last sent from a burst
 
     # ---- viewers ----
 
@@ -91,14 +105,57 @@ class LiveView(service.Service):
         elif self._view is not None:
             self._send_view(viewer)
         self._start()
+        self._schedule_watch()
 
     def remove(self, viewer: Viewer) -> None:
         self.viewers.remove(viewer)
         if not self.viewers:
             self._stop()
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
+
+    # ---- watching a burst ----
+
+    def _schedule_watch(self) -> None:
+        if self._watch is None and self.bursts is not None and self.viewers:
+            self._watch = self.clock.callLater(1.0 / WATCH_HZ, self._watch_burst)
+
+    def _watch_burst(self) -> None:
+        """Send viewers that are ready the newest frame of the capturing burst's spool, reduced."""
+        self._watch = None
+        self._schedule_watch()
+        burst = self.bursts.current if self.bursts is not None else None
+        if burst is None or burst.state is not BurstState.CAPTURING or self._view is not None or burst.layout is None:
+            return
+        frame = burst.spool.newest()
+        if frame is None or self._watched == (burst.id, frame.frame_number):
+            return
+        ready = [viewer for viewer in self.viewers if not viewer.in_flight]
+        if not ready:
+            return
+        self._watched = (burst.id, frame.frame_number)
+        made: dict[int, bytes] = {}
+        for viewer in ready:
+            if viewer.watching != burst.id:
+                self._send_burst_view(viewer, burst)
+            step = viewer.step or 1
+            if step not in made:
+                made[step] = reduced_message(burst.id, frame, step, burst.layout.tick_frequency)
+            viewer.offer(made[step])
+
+    def _send_burst_view(self, viewer: Viewer, burst: Burst) -> None:
+        layout = burst.layout
+        assert layout is not None
+        settings = layout.settings
+        viewer.step = reduction(layout.width, layout.height, viewer.display)
+        viewer.watching = burst.id
+        aoi = {key: settings.get(f"aoi_{key}") for key in ("left", "top", "width", "height")}
+        viewer.send_json(messages.view(viewer.step, aoi, settings.get("binning"), layout.frame_rate, burst=burst.id))
 
     def resize(self, viewer: Viewer, display: tuple[int, int]) -> None:
         viewer.display = display
+        viewer.watching = None  # a burst it watches gets a new view message, and step, for this display
         if self._view is not None:
             self._send_view(viewer)
 
@@ -123,6 +180,9 @@ class LiveView(service.Service):
 
     def _stop(self) -> defer.Deferred[None]:
         """Fires once the live acquisition has stopped and given the camera back."""
+        if not self.viewers and self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
@@ -226,5 +286,6 @@ class LiveView(service.Service):
         if view is None:
             return
         viewer.step = reduction(view["width"], view["height"], viewer.display)
+        viewer.watching = None
         self._steps = frozenset(v.step for v in self.viewers if v.step is not None)
         viewer.send_json(messages.view(viewer.step, view["aoi"], view["binning"], view["frame_rate"]))

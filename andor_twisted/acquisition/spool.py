@@ -70,12 +70,18 @@ class Spool:
 
     def put(self, frame: BurstFrame) -> None:
         """Add a frame just off the camera."""
-        self._unsent.append(frame)
-        self.captured += 1
-        self.bytes += frame.nbytes
+        self.put_all([frame])
+
+    def put_all(self, frames: list[BurstFrame]) -> None:
+        """Add frames just off the camera, in order; a waiting reader is woken once they are all in (and
+        can take them all at once)."""
+        for frame in frames:
+            self._unsent.append(frame)
+            self.bytes += frame.nbytes
+        self.captured += len(frames)
         self.high_water_frames = max(self.high_water_frames, self.frames)
         self.high_water_bytes = max(self.high_water_bytes, self.bytes)
-        if self._reader is not None:
+        if self._reader is not None and self._unsent:
             reader, self._reader = self._reader, None
             reader.callback(self._send_next())
 
@@ -123,6 +129,12 @@ class Spool:
                 break
             frames.append(self._send_next())
         return frames
+
+    def newest(self) -> BurstFrame | None:
+        """The newest frame the spool holds, sent or not (for a look at it: nothing changes)."""
+        if self._unsent:
+            return self._unsent[-1]
+        return self._in_flight[-1] if self._in_flight else None
 
     def acknowledge(self, frame_number: int) -> None:
         """The reader has frame ``frame_number`` and every frame before it: free them."""

@@ -156,7 +156,14 @@ def byte_view(raw: Raw) -> memoryview:
     return memoryview(cast("ReadableBuffer", raw)).cast("B")
 
 
+_TICKS_LAST = struct.Struct("<qII")  # the ticks block when it is the last block: ticks, CID, LEN
+
+
 def read_ticks(raw: Raw, size: int) -> int | None:
     """The frame's timestamp in clock ticks, or None if the buffer carries no timestamp block."""
+    if size >= _TICKS_LAST.size:  # the usual layout, at once: the ticks block last
+        ticks, cid, length = _TICKS_LAST.unpack_from(cast("ReadableBuffer", raw), size - _TICKS_LAST.size)
+        if cid == CID_TICKS and length == TICKS.size + 4:
+            return int(ticks)
     block = read_metadata(raw, size).get(CID_TICKS)
     return None if block is None else TICKS.unpack(block)[0]

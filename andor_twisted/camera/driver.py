@@ -36,7 +36,8 @@ from andor_twisted.hostclock import host_clock_status, read_brackets
 from andor_twisted.protocol import plan as planning
 from andor_twisted.protocol.timebase import Anchor, HostClock, TimeBase, anchor_from
 
-WAIT_SLICE_MS = 200  # longest a single WaitBuffer holds the SDK thread
+WAIT_SLICE_MS = 10  # longest a single WaitBuffer holds the SDK thread (a temperature reading waits for it)
+TRIP_S = 0.005  # after the first frame, a trip takes frames already waiting for at most this long
 FIRST_FRAME_GRACE_S = 2.0  # arming and first-frame latency allowed on top of exposure and frame period
 NODATA_RETRY_S = 0.005  # AT_ERR_NODATA comes back at once: wait this long before asking again
 ANCHOR_READS = 10  # TimestampClock reads, each between two host clock reads, at each end of an acquisition
@@ -142,6 +143,8 @@ class AndorCamera:
         self._host_clock = host_clock
         self.acquiring: str | None = None  # what holds the camera: "snap", a burst, ... or None
         self._queued: dict[int, NDArray[np.uint8]] = {}  # our buffers the SDK holds, by address
+        # the running acquisition's buffers and their pixels, by address (dropped with the buffer)
+        self._views: dict[int, tuple[NDArray[np.uint8], buffers.Pixels]] = {}
         self._spare: deque[NDArray[np.uint8]] = deque()  # buffers lent out and given back, for the running acquisition
         self._buffer_bytes: int | None = None  # their size, while an acquisition runs
         self._spare_max = 0
@@ -622,6 +625,7 @@ class AndorCamera:
     def _flush(self) -> None:
         self._lib.flush(self._handle)
         self._queued.clear()
+        self._views.clear()
         self._buffer_bytes = None
         self._spare.clear()
 
@@ -630,13 +634,21 @@ class AndorCamera:
         self._lib.queue_buffer(self._handle, address, buf.size)
         self._queued[address] = buf
 
+    def keep_buffers(self, count: int) -> None:
+        """Keep up to ``count`` buffers given back, to queue again, for the running acquisition (at least
+        twice the buffers it queued). A burst keeps as many as its spool holds: a new buffer costs a page
+        fault per page as the camera first fills it, and the spool held that memory anyway."""
+        self._spare_max = max(self._spare_max, count)
+
     def give_back(self, buffer: NDArray[np.uint8]) -> None:
         """A buffer lent with a frame (``next_frames(lend=True)``) is free again. Any thread.
 
-        The running acquisition keeps a few to queue again; the rest, and any given back after the
-        acquisition ended, are simply dropped."""
+        The running acquisition keeps some to queue again (``keep_buffers``); the rest, and any given
+        back after the acquisition ended, are simply dropped."""
         if buffer.size == self._buffer_bytes and len(self._spare) < self._spare_max:
             self._spare.append(buffer)
+        else:
+            self._views.pop(buffer.ctypes.data, None)
 
     def software_trigger(self) -> defer.Deferred[None]:
         """Send a software trigger (TriggerMode Software): the camera exposes one frame."""
@@ -668,7 +680,7 @@ class AndorCamera:
                     lend: bool = False) -> Generator[defer.Deferred[Any], Any, list[Any]]:
         """The next frames of the running acquisition: waits for one (at most ``layout.timeout_s``, or
         ``layout.trigger_timeout_s`` for a trigger), then takes up to ``max_count`` in all of those
-        already waiting, in one trip to the SDK thread.
+        already waiting, in one trip to the SDK thread of at most a wait slice and TRIP_S.
 
         ``pack(frame)`` runs in the SDK thread on a frame whose image is a view into ``frame.buffer``,
         an SDK buffer, and returns the frame to deliver. Without ``lend`` the buffer is queued again at
@@ -713,7 +725,8 @@ class AndorCamera:
                 raise CameraOverflow(code, "the frame grabber's buffer overflowed (AT_ERR_HARDWARE_OVERFLOW): the "
                                            "host did not take frames fast enough") from e
             raise
-        while len(frames) < max_count:
+        until = time.monotonic() + TRIP_S
+        while len(frames) < max_count and time.monotonic() < until:
             try:
                 frames.append(self._take_one(layout, first_number + len(frames), 0, pack, lend))
             except self._error:
@@ -728,7 +741,13 @@ class AndorCamera:
         raw = self._queued.pop(address, None)
         if raw is None:
             raise SDKError(None, f"the SDK returned a buffer at {address:#x} that this driver did not queue")
-        image = buffers.decode(raw, layout.encoding, layout.width, layout.height, layout.stride, copy=False)
+        view = self._views.get(address)
+        if view is not None and view[0] is raw:  # a buffer's pixels are the same view of it each time it comes
+            image = view[1]
+        else:
+            image = buffers.decode(raw, layout.encoding, layout.width, layout.height, layout.stride, copy=False)
+            if layout.encoding != "Mono12Packed":  # (unpacked into a new array each time)
+                self._views[address] = (raw, image)
         ticks = utc_ns = None
         try:
             if layout.timestamps:

@@ -98,9 +98,14 @@ def error(code: str, message: str, details: Mapping[str, object] | None = None) 
     return {"type": "error", "error": code, "message": message, **(details or {})}
 
 
-def view(step: int, aoi: object, binning: object, frame_rate: object) -> dict[str, object]:
-    """The live view's acquisition: the decimation step of this viewer's frames, and the sensor region."""
-    return {"type": "view", "step": step, "aoi": aoi, "binning": binning, "frame_rate": frame_rate}
+def view(step: int, aoi: object, binning: object, frame_rate: object, burst: int | None = None) -> dict[str, object]:
+    """The live view's acquisition: the decimation step of this viewer's frames, and the sensor region;
+    with ``burst``, the frames that follow are that burst's, watched while it captures."""
+    message: dict[str, object] = {"type": "view", "step": step, "aoi": aoi, "binning": binning,
+                                  "frame_rate": frame_rate}
+    if burst is not None:
+        message["burst"] = burst
+    return message
 
 
 def paused(reason: str) -> dict[str, object]:

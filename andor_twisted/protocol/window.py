@@ -13,7 +13,7 @@ from typing import Final
 
 from andor_twisted.protocol.messages import ProtocolViolation
 
-WINDOW_FRAMES: Final = 32  # at most this many unacknowledged frames ...
+WINDOW_FRAMES: Final = 256  # at most this many unacknowledged frames (small frames: an ack costs more than one) ...
 WINDOW_BYTES: Final = 32 * 1024 * 1024  # ... and bytes (but always at least one frame)
 
 

@@ -87,8 +87,11 @@ class FrameSender:
         self._waiting = None
         if frame is None:
             self._end(None)
-        else:
-            self._send([frame])
+            return
+        frames = [frame]
+        if frame.nbytes < BATCH_BYTES and self.window.room > 1:  # and the others that came with it
+            frames += self.spool.take(self.window.room - 1, BATCH_BYTES - frame.nbytes)
+        self._send(frames)
 
     def _send(self, frames: list[BurstFrame]) -> None:
         self._transport_ready = False

@@ -27,6 +27,7 @@ from andor.errors import AndorError, BurstDiscarded, CameraFailure, ServerUnreac
 from andor.timebase import TimeBase
 
 LATE = 1.5  # a frame exposed more than this many frame periods after the one before was late (as the server)
+READ_AHEAD = 256 * 1024  # bytes: what one recv() may take for the messages of small frames
 WRITE_AHEAD = 2  # save(): frames read and waiting to be written, so that network and disk work at once
 
 
@@ -80,6 +81,8 @@ class BurstFrames(collections.abc.Generator):
         self._tick_frequency: int | None = None
         self._finished = False
         self._header = bytearray(14 + wire.HEADER_SIZE)
+        self._ahead = memoryview(bytearray(READ_AHEAD))  # bytes read from the socket, not yet used ...
+        self._ahead_start = self._ahead_end = 0  # ... are self._ahead[start:end]
         self._window = 1  # frames the server sends ahead of acknowledgements (its "stream" message says)
         self._acknowledged = -1
         self._progress = progress  # a progress bar: True, False, or None (on a terminal)
@@ -382,16 +385,31 @@ class BurstFrames(collections.abc.Generator):
         return bytes(data)
 
     def _read_into(self, view: memoryview) -> None:
+        """Fill ``view`` from the stream: from what was read ahead first, then large reads straight from
+        the socket, small ones through the read-ahead buffer (small frames arrive many to a recv())."""
+        while len(view):
+            ahead = self._ahead_end - self._ahead_start
+            if ahead:
+                n = min(ahead, len(view))
+                view[:n] = self._ahead[self._ahead_start : self._ahead_start + n]
+                self._ahead_start += n
+                view = view[n:]
+            elif len(view) >= READ_AHEAD // 2:
+                view = view[self._recv_into(view):]
+            else:
+                self._ahead_start, self._ahead_end = 0, self._recv_into(self._ahead)
+
+    def _recv_into(self, view: memoryview) -> int:
+        """One recv() into ``view``: how many bytes came (at least one)."""
         if self._sock is None:
             raise ServerUnreachable(f"the stream of burst {self.id} is closed")
-        while len(view):
-            try:
-                n = self._sock.recv_into(view)
-            except socket.timeout:
-                raise ServerUnreachable(f"no data from the server for {self._sock.gettimeout():.0f} s "
-                                        f"while reading burst {self.id}") from None
-            except OSError as e:
-                raise ServerUnreachable(f"the burst stream broke: {e}") from None
-            if n == 0:
-                raise ServerUnreachable(f"the server closed the stream of burst {self.id}")
-            view = view[n:]
+        try:
+            n = self._sock.recv_into(view)
+        except socket.timeout:
+            raise ServerUnreachable(f"no data from the server for {self._sock.gettimeout():.0f} s "
+                                    f"while reading burst {self.id}") from None
+        except OSError as e:
+            raise ServerUnreachable(f"the burst stream broke: {e}") from None
+        if n == 0:
+            raise ServerUnreachable(f"the server closed the stream of burst {self.id}")
+        return n

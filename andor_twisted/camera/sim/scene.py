@@ -2,8 +2,10 @@
 
 A smooth illumination with a dark offset, a few bright spots drifting across the sensor, noise, and
 the frame number in large digits. Signal scales with exposure time and binning and saturates at the
-pixel depth. Everything that does not change from frame to frame is computed once per configuration;
-a frame then costs one array addition plus a few small patches.
+pixel depth. Everything that does not change from frame to frame is computed once per configuration,
+and so are NOISY_FRAMES frames of illumination and noise; a frame then costs one copy (which numpy makes
+without holding the GIL: the simulated camera must not slow the server the way a real camera's DMA
+does not) plus a few small patches.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ DARK_OFFSET = 100
 BACKGROUND_RATE = 4.0e4  # counts per second per pixel, at the brightest
 SPOT_RATE = 2.0e6  # counts per second at a spot's centre
 SPOT_SIGMA = 4.0  # sensor pixels
+NOISY_FRAMES = 2  # frames of noise a painter draws once and reuses: a frame is then a copy, spots and digits
+PAINTERS_KEPT = 4  # configurations whose prepared scene is kept: a benchmark alternates between a few
 
 # 3x5 bitmaps of the digits 0-9, one string of 15 bits each, row by row
 _FONT = ["111101101101111", "010110010010111", "111001111100111", "111001111001111", "101101111001001",
@@ -37,22 +41,25 @@ class Scene:
             rng.uniform(0.3, 1.0, n),  # brightness
         ])
         self._noise_cache: dict[tuple[int, float], NDArray[np.uint16]] = {}
-        self._painter: tuple[tuple[Any, ...], Painter] | None = None
+        self._painters: dict[tuple[Any, ...], Painter] = {}  # the last PAINTERS_KEPT, oldest first
 
     def painter(self, left: int, top: int, width: int, height: int, hbin: int, vbin: int, exposure: float,
                 max_value: int) -> Painter:
         """A Painter for frames of this AOI (1-based sensor coordinates, size in super-pixels); the last
         one is kept, since acquisitions usually repeat the settings of the one before."""
         key = (left, top, width, height, hbin, vbin, exposure, max_value)
-        if self._painter is None or self._painter[0] != key:
-            self._painter = (key, Painter(self, *key))
-        return self._painter[1]
+        painter = self._painters.pop(key, None) or Painter(self, *key)
+        self._painters[key] = painter  # the newest last
+        while len(self._painters) > PAINTERS_KEPT:
+            del self._painters[next(iter(self._painters))]
+        return painter
 
     def noise(self, size: int, sigma: float) -> NDArray[np.uint16]:
         """A bank of noise values, drawn once per size and level and reused at shifting offsets."""
         key = (size, round(sigma, 1))
         if key not in self._noise_cache:
-            self._noise_cache.clear()
+            while len(self._noise_cache) >= PAINTERS_KEPT:
+                del self._noise_cache[next(iter(self._noise_cache))]
             rng = np.random.default_rng(self.seed + size)
             bank = rng.normal(3 * sigma, sigma, size + 65536)
             self._noise_cache[key] = np.clip(bank, 0, 6 * sigma).astype(np.uint16)
@@ -81,6 +88,9 @@ class Painter:
         self.digit_value = min(int(DARK_OFFSET + 0.6 * (max_value - DARK_OFFSET)), max_value)
         self.digit_scale = max(1, min(height, width) // 160)  # small: auto-contrast should see the scene
         self._clean_digits: NDArray[np.uint16] | None = None
+        self._static: NDArray[np.uint16] | None = None
+        self._cells: dict[tuple[int, str | None], NDArray[np.uint16]] = {}
+        self._noisy_frames: dict[int, NDArray[np.uint16]] = {}
         self._glyphs = [np.kron(glyph, np.ones((self.digit_scale,) * 2, bool)) for glyph in _GLYPHS]
 
     def paint(self, frame_number: int, t: float, out: NDArray[np.uint16]) -> NDArray[np.uint16]:
@@ -89,6 +99,13 @@ class Painter:
         self._scene(frame_number, t, out)
         self._digits(out, frame_number)
         return out
+
+    def static_frame(self) -> NDArray[np.uint16]:
+        """Frame 0, rendered once: what a static scene's camera copies into a buffer it has not filled
+        before (then ``restamp`` makes it any frame)."""
+        if self._static is None:
+            self._static = self.paint(0, 0.0, np.empty(self.shape, np.uint16))
+        return self._static
 
     def restamp(self, frame_number: int, out: NDArray[np.uint16], shown: int) -> NDArray[np.uint16]:
         """Turn ``out``, which holds this painter's static frame ``shown``, into its frame
@@ -103,22 +120,41 @@ class Painter:
             digit = new[i] if i < len(new) else None
             if i < len(old) and digit == old[i]:
                 continue
-            cell = (slice(2 * s, 7 * s), slice((2 + 4 * i) * s, (5 + 4 * i) * s))
-            out[cell] = self._clean_digits[cell]
-            if digit is not None:
-                self._stamp(out, int(digit), i)
+            out[2 * s : 7 * s, (2 + 4 * i) * s : (5 + 4 * i) * s] = self._cell(i, digit)
         return out
 
+    def _cell(self, position: int, digit: str | None) -> NDArray[np.uint16]:
+        """The pixels of digit cell ``position`` showing ``digit`` (None: blank), drawn once: restamping
+        a frame is then one small copy per digit that changed."""
+        key = (position, digit)
+        cell = self._cells.get(key)
+        if cell is None:
+            assert self._clean_digits is not None
+            s = self.digit_scale
+            cell = self._clean_digits[2 * s : 7 * s, (2 + 4 * position) * s : (5 + 4 * position) * s].copy()
+            if digit is not None:
+                glyph = self._glyphs[int(digit)][: cell.shape[0], : cell.shape[1]]
+                cell[glyph] = self.digit_value
+            self._cells[key] = cell
+        return cell
+
     def _scene(self, frame_number: int, t: float, out: NDArray[np.uint16]) -> NDArray[np.uint16]:
-        height, width = self.shape
-        offset = (frame_number * 7919) % 65536
-        noise = self.noise[offset : offset + height * width].reshape(height, width)
-        np.add(self.base, noise, out=out)
+        np.copyto(out, self._noisy(frame_number % NOISY_FRAMES))  # numpy copies without holding the GIL
         for x0, y0, vx, vy, brightness in self.scene.spots:
             x = (x0 + vx * t) % self.scene.sensor_width
             y = (y0 + vy * t) % self.scene.sensor_height
             self._spot(out, x, y, brightness * self.spot_peak)
         return out
+
+    def _noisy(self, k: int) -> NDArray[np.uint16]:
+        """The illumination plus noise drawn at offset ``k`` of the noise bank, computed once."""
+        noisy = self._noisy_frames.get(k)
+        if noisy is None:
+            height, width = self.shape
+            offset = (k * 7919) % 65536
+            noisy = self.base + self.noise[offset : offset + height * width].reshape(height, width)
+            self._noisy_frames[k] = noisy
+        return noisy
 
     def _spot(self, out: NDArray[np.uint16], x: float, y: float, peak: float) -> None:
         height, width = self.shape

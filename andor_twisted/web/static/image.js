@@ -21,7 +21,7 @@ export function showFrame(frame) {
   const seconds = timestamp(frame);
   $("timestamp").textContent = seconds === null ? "none" : `${seconds.toFixed(6)} s`;
   showDisplayFps(now);
-  setLiveStatus("live");
+  setLiveStatus(frame.burst_id ? `watching burst ${frame.burst_id} as it captures` : "live");
 }
 
 // The camera's bit depth changed: the histogram's bins and the saturated value with it.
