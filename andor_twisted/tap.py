@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import socket
 from typing import Any
 
 from twisted.application import service, strports
@@ -18,6 +20,7 @@ from andor_twisted.camera.devices import Choice
 from andor_twisted.camera.contract import SDK
 from andor_twisted.camera.sim.models import MODELS, WHEN_FULL, CameraModel
 from andor_twisted.service import CameraService
+from andor_twisted.web.guard import LOOPBACK_NAMES, Guard, host_name
 from andor_twisted.web.site import make_site
 
 DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
@@ -46,6 +49,35 @@ def parse_seconds(text: str) -> float:
     return value
 
 
+def endpoint_fields(endpoint: str) -> tuple[str, dict[str, str]]:
+    """(kind, {name: value}) of a server endpoint string: "tcp:8000:interface=127.0.0.1" ->
+    ("tcp", {"interface": "127.0.0.1"}); "\\:" is a colon inside a value (an IPv6 address)."""
+    parts = [part.replace("\\:", ":") for part in re.split(r"(?<!\\):", endpoint)]
+    named = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
+    return parts[0].lower(), named
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether only this machine can reach ``endpoint``: TCP or TLS on a loopback interface, or a Unix
+    socket. Everything else (all interfaces, a systemd socket) may be reachable from other machines."""
+    kind, named = endpoint_fields(endpoint)
+    if kind == "unix":
+        return True
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return False
+    interface = named.get("interface", "")
+    if interface == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 class Options(usage.Options):
     synopsis = "[--listen ENDPOINT ...] [--camera sim|sdk3[:INDEX|:serial=SERIAL|:simcam]] [options]"
     longdesc = ("Serve one Andor SDK3 camera over HTTP. Without a camera or SDK, a simulated Neo stands in. "
@@ -67,6 +99,15 @@ class Options(usage.Options):
         ["spool-memory-limit", None, None, "most bytes the burst spool may hold [default: half the RAM]",
          parse_size],
         ["burst-idle-timeout", None, 600.0, "discard a burst nobody has read for this long, seconds", parse_seconds],
+        ["allowed-hosts", None, [], "comma-separated names the server answers to in the Host header, beyond "
+         "the loopback names, the listening addresses, and this machine's name when it listens beyond "
+         "loopback", parse_names],
+        ["allowed-origins", None, [], "comma-separated origins (scheme://host:port) of other sites' pages that "
+         "may use the API and the streams (CORS); none by default", parse_names],
+        ["max-burst-bytes", None, parse_size("10TB"), "refuse a burst that would capture more than this "
+         "(frames and their headers)", parse_size],
+        ["max-burst-seconds", None, 86400.0, "refuse a burst planned to take longer than this, seconds",
+         parse_seconds],
     ]
 
     def __init__(self) -> None:
@@ -98,6 +139,9 @@ class Options(usage.Options):
                 sdk3.load()
             except ImportError as e:
                 raise usage.UsageError(str(e)) from None
+        for origin in self["allowed-origins"]:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise usage.UsageError(f"--allowed-origins takes scheme://host[:port], not {origin!r}")
         if self["spool-memory-limit"] is None:
             self["spool-memory-limit"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
 
@@ -115,6 +159,20 @@ def simulated_sdk(options: usage.Options | dict[str, Any], time: Any = None) -> 
     from andor_twisted.camera import sim
 
     return sim.sdk(simulated_model(options), time)
+
+
+def allowed_hosts(options: usage.Options | dict[str, Any]) -> frozenset[str]:
+    """The names the server answers to: the loopback names, each --listen interface, --allowed-hosts, and
+    this machine's names if it listens beyond loopback (the address a connection came in on is always
+    accepted as well: web/guard.py)."""
+    names = set(LOOPBACK_NAMES) | {host_name(name) for name in options["allowed-hosts"]}
+    for endpoint in options["listen"]:
+        interface = endpoint_fields(endpoint)[1].get("interface")
+        if interface:
+            names.add(interface.lower())
+        if not is_loopback(endpoint):
+            names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+    return frozenset(names)
 
 
 def makeService(options: usage.Options, reactor: Any = None) -> service.MultiService:
@@ -139,10 +197,12 @@ def makeService(options: usage.Options, reactor: Any = None) -> service.MultiSer
     arbiter = Arbiter()
     camera = CameraService(sdk, options["camera-choice"], reactor, description, on_open_failure=stop_on_failure)
     live = LiveView(camera, arbiter, reactor)
-    bursts = Bursts(camera, arbiter, reactor, options["spool-memory-limit"], options["burst-idle-timeout"])
+    bursts = Bursts(camera, arbiter, reactor, options["spool-memory-limit"], options["burst-idle-timeout"],
+                    options["max-burst-bytes"], options["max-burst-seconds"])
     # stopped in reverse: the listening ports, the burst, then the live view, then the camera
     children: list[tuple[str, Any]] = [("camera", camera), ("live", live), ("bursts", bursts)]
-    site: Any = make_site(camera, bursts, live, arbiter)  # Any: an IProtocolFactory, which mypy cannot see
+    guard = Guard(hosts=allowed_hosts(options), origins=frozenset(options["allowed-origins"]))
+    site: Any = make_site(camera, bursts, live, arbiter, guard)  # Any: an IProtocolFactory, which mypy cannot see
     for n, endpoint in enumerate(options["listen"]):
         children.append((f"listen {n}", strports.service(endpoint, site, reactor=reactor)))
     for name, child in children:

@@ -271,12 +271,14 @@ class Bursts(service.Service):
     log = Logger()
 
     def __init__(self, camera_service: CameraSource, arbiter: Arbiter, clock: Clock, memory_limit: int,
-                 idle_timeout: float) -> None:
+                 idle_timeout: float, max_bytes: float = math.inf, max_seconds: float = math.inf) -> None:
         self.camera_service = camera_service
         self.arbiter = arbiter
         self.clock = clock
         self.memory_limit = memory_limit
         self.idle_timeout = idle_timeout
+        self.max_bytes = max_bytes  # the most a burst may capture, frames and headers (--max-burst-bytes)
+        self.max_seconds = max_seconds  # the longest a burst may be planned to take (--max-burst-seconds)
         self.current: Burst | None = None
         self._next_id = 1
 
@@ -297,6 +299,8 @@ class Bursts(service.Service):
 
     @defer.inlineCallbacks
     def _start(self, request: BurstRequest) -> Generator[defer.Deferred[Any], Any, Burst]:
+        if self.max_bytes < math.inf or self.max_seconds < math.inf:
+            yield self.check_limits(request)
         camera = self.camera_service.camera()
         burst = Burst(self._next_id, request.frames, request.fps, request.spool, camera, self.clock,
                       request.trigger, request.trigger_timeout, request.reader_bytes_per_s)
@@ -327,6 +331,27 @@ class Bursts(service.Service):
                                  triggered=request.trigger != "Internal")
 
         return camera.plan_inputs(request.fps, request.trigger).addCallback(predict)
+
+    def check_limits(self, request: BurstRequest) -> defer.Deferred[None]:
+        """Fails with InvalidValue (``over_limit``) if ``request`` would take more bytes than ``max_bytes`` or
+        longer than ``max_seconds`` at the frame rate it asks for (or the camera's)."""
+        camera = self.camera_service.camera()
+
+        def check(inputs: tuple[planning.Camera, str, int, int]) -> None:
+            plan_camera, dtype, height, width = inputs
+            total = request.frames * frame_format.message_bytes(dtype, height, width)
+            seconds = request.frames / plan_camera.frame_rate
+            if total > self.max_bytes:
+                raise InvalidValue("over_limit", f"a burst of {request.frames} frames of {width}x{height} is "
+                                   f"{total:.4g} bytes, more than this server's limit of {self.max_bytes:.4g} "
+                                   f"bytes (--max-burst-bytes)", limit_bytes=self.max_bytes, bytes=total)
+            if seconds > self.max_seconds:
+                raise InvalidValue("over_limit", f"a burst of {request.frames} frames at "
+                                   f"{plan_camera.frame_rate:.4g} frames/s takes {seconds:.4g} s, longer than this "
+                                   f"server's limit of {self.max_seconds:g} s (--max-burst-seconds)",
+                                   limit_seconds=self.max_seconds, seconds=seconds)
+
+        return camera.plan_inputs(request.fps, request.trigger).addCallback(check)
 
     def discard(self) -> defer.Deferred[Burst]:
         """Discard the newest burst (``DELETE /api/burst``)."""

@@ -15,20 +15,29 @@ from andor_twisted.acquisition.contracts import CameraSource
 from andor_twisted.acquisition.live import LiveView
 from andor_twisted.stream.protocols import BurstStreamProtocol, LiveStreamProtocol, stream_resource
 from andor_twisted.web.api import CameraAPI
+from andor_twisted.web.guard import Guard
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
 
 class Site(server.Site):
-    """Logs the requests that change something or fail, not every poll of an open viewer (several a second,
-    for months, in the journal)."""
+    """Every request passes the ``guard`` first (web/guard.py). Logs the requests that change something
+    or fail, not every poll of an open viewer (several a second, for months, in the journal)."""
+
+    guard = Guard()
+
+    def getResourceFor(self, request: server.Request) -> Any:
+        request.site = self
+        refusal = self.guard.check(request)
+        return refusal if refusal is not None else super().getResourceFor(request)
 
     def log(self, request: http.Request) -> None:
         if request.method != b"GET" or request.code >= 400:
             super().log(request)
 
 
-def make_site(camera_service: CameraSource, bursts: Bursts, live: LiveView, arbiter: Arbiter) -> Site:
+def make_site(camera_service: CameraSource, bursts: Bursts, live: LiveView, arbiter: Arbiter,
+              guard: Guard | None = None) -> Site:
     # Any: twisted.web's signatures ask for zope's IResource, which mypy cannot see a Resource provides
     root: Any = resource.Resource()
     root.putChild(b"", static.File(os.path.join(STATIC, "index.html"), defaultType="text/html"))
@@ -42,5 +51,6 @@ def make_site(camera_service: CameraSource, bursts: Bursts, live: LiveView, arbi
     streams.putChild(b"live", stream_resource(LiveStreamProtocol, live=live))
     root.putChild(b"stream", streams)
     site = Site(root)
+    site.guard = guard or Guard()
     site.displayTracebacks = False
     return site
