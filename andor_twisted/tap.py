@@ -104,6 +104,9 @@ class Options(usage.Options):
          "loopback", parse_names],
         ["allowed-origins", None, [], "comma-separated origins (scheme://host:port) of other sites' pages that "
          "may use the API and the streams (CORS); none by default", parse_names],
+        ["ping-interval", None, 5.0, "seconds between WebSocket pings to stream readers (0: none)", parse_seconds],
+        ["ping-timeout", None, 30.0, "drop a stream reader that answers no ping within this, seconds",
+         parse_seconds],
         ["max-burst-bytes", None, parse_size("10TB"), "refuse a burst that would capture more than this "
          "(frames and their headers)", parse_size],
         ["max-burst-seconds", None, 86400.0, "refuse a burst planned to take longer than this, seconds",
@@ -202,7 +205,8 @@ def makeService(options: usage.Options, reactor: Any = None) -> service.MultiSer
     # stopped in reverse: the listening ports, the burst, then the live view, then the camera
     children: list[tuple[str, Any]] = [("camera", camera), ("live", live), ("bursts", bursts)]
     guard = Guard(hosts=allowed_hosts(options), origins=frozenset(options["allowed-origins"]))
-    site: Any = make_site(camera, bursts, live, arbiter, guard)  # Any: an IProtocolFactory, which mypy cannot see
+    # Any: an IProtocolFactory, which mypy cannot see
+    site: Any = make_site(camera, bursts, live, arbiter, guard, options["ping-interval"], options["ping-timeout"])
     for n, endpoint in enumerate(options["listen"]):
         children.append((f"listen {n}", strports.service(endpoint, site, reactor=reactor)))
     for name, child in children:

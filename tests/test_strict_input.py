@@ -8,6 +8,7 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
+from andor_twisted.protocol import strictjson
 from andor_twisted.web import inputs
 from tests.helpers import LoopbackServer
 
@@ -95,8 +96,8 @@ class StrictInputTests(unittest.TestCase):
 class ParsingTests(unittest.TestCase):
     def test_depth(self):
         """Depth counts brackets outside strings only."""
-        self.assertEqual(inputs.json_depth(b'{"a": [1, {"b": "[[[\\"[["}]}'), 3)
-        self.assertEqual(inputs.json_depth(b"1"), 0)
+        self.assertEqual(strictjson.depth(b'{"a": [1, {"b": "[[[\\"[["}]}'), 3)
+        self.assertEqual(strictjson.depth(b"1"), 0)
 
     def test_loads_bounds(self):
         """Integers of 18 digits pass, 19 do not; non-finite floats and constants never do."""

@@ -28,6 +28,7 @@ from andor_twisted.camera.driver import AndorCamera, Frame, Layout, irig_timebas
 from andor_twisted.camera.errors import CameraError, CameraOverflow, CameraTimeout, InvalidValue, TriggerTimeout
 from andor_twisted.protocol import frames as frame_format
 from andor_twisted.protocol import plan as planning
+from andor_twisted.protocol.access import ANONYMOUS, Principal
 from andor_twisted.protocol.burst import BurstState, BurstStatus, FrameTiming, Lifecycle
 from andor_twisted.protocol.timebase import TimeBase
 
@@ -50,8 +51,11 @@ class Burst:
 
     def __init__(self, burst_id: int, frames: int, fps: float | None, spool_frames: int, camera: AndorCamera,
                  clock: Clock, trigger_mode: str = "Internal", trigger_timeout: float | None = None,
-                 reader_bytes_per_s: float | None = None) -> None:
+                 reader_bytes_per_s: float | None = None, owner: Principal = ANONYMOUS,
+                 viewers: tuple[str, ...] = ()) -> None:
         self.id = burst_id
+        self.owner = owner  # who started it: it, any controller, and the ``viewers`` named may read it
+        self.viewers = viewers
         self.trigger_mode = trigger_mode
         self.trigger_timeout = trigger_timeout
         self.reader_bytes_per_s = reader_bytes_per_s  # what the plan assumes of the reader
@@ -82,6 +86,10 @@ class Burst:
     @property
     def state(self) -> BurstState:
         return self.life.state
+
+    def may_read(self, principal: Principal) -> bool:
+        """Whether ``principal`` may read (and so acknowledge) this burst's frames."""
+        return principal.controls or principal.name == self.owner.name or principal.name in self.viewers
 
     def start(self, memory_limit: int) -> defer.Deferred[Burst]:
         """Arm the camera and start capturing. Fires once frames are coming (or the camera refused,
@@ -293,17 +301,17 @@ class Bursts(service.Service):
                               newest=burst.id)
         return burst
 
-    def start(self, request: BurstRequest) -> defer.Deferred[Burst]:
-        """Discard the previous burst and start a new one; fires with it once its capture runs."""
-        return defer.maybeDeferred(self._start, request)
+    def start(self, request: BurstRequest, owner: Principal = ANONYMOUS) -> defer.Deferred[Burst]:
+        """Discard the previous burst and start a new one for ``owner``; fires with it once its capture runs."""
+        return defer.maybeDeferred(self._start, request, owner)
 
     @defer.inlineCallbacks
-    def _start(self, request: BurstRequest) -> Generator[defer.Deferred[Any], Any, Burst]:
+    def _start(self, request: BurstRequest, owner: Principal) -> Generator[defer.Deferred[Any], Any, Burst]:
         if self.max_bytes < math.inf or self.max_seconds < math.inf:
             yield self.check_limits(request)
         camera = self.camera_service.camera()
         burst = Burst(self._next_id, request.frames, request.fps, request.spool, camera, self.clock,
-                      request.trigger, request.trigger_timeout, request.reader_bytes_per_s)
+                      request.trigger, request.trigger_timeout, request.reader_bytes_per_s, owner, request.viewers)
         self._next_id += 1
         previous, self.current = self.current, burst
         if previous is not None:
@@ -407,9 +415,10 @@ class BurstRequest:
     trigger_timeout: float | None = None  # seconds to wait for each trigger (triggered modes)
     reader_bytes_per_s: float | None = None  # what the plan may assume of the reader
     dry_run: bool = False  # plan only: capture nothing
+    viewers: tuple[str, ...] = ()  # names of viewer tokens that may read it too
 
     FIELDS: ClassVar[tuple[str, ...]] = ("frames", "fps", "spool", "trigger", "trigger_timeout", "reader_rate",
-                                         "dry_run")
+                                         "dry_run", "viewers")
 
     @classmethod
     def parse(cls, value: object) -> BurstRequest:
@@ -426,10 +435,14 @@ class BurstRequest:
         dry_run = value.get("dry_run", False)
         if not isinstance(dry_run, bool):
             raise InvalidValue("wrong_type", f"dry_run is true or false, not {dry_run!r}")
+        viewers = value.get("viewers", [])
+        if not isinstance(viewers, list) or len(viewers) > 100 or not all(
+                isinstance(name, str) and 0 < len(name) <= 100 for name in viewers):
+            raise InvalidValue("wrong_type", "viewers is a list of token names that may read the burst")
         return cls(_count("frames", value["frames"], 1), _positive("fps", value.get("fps")),
                    _count("spool", value.get("spool", 0), 0), trigger,
                    _positive("trigger_timeout", value.get("trigger_timeout")),
-                   _positive("reader_rate", value.get("reader_rate")), dry_run)
+                   _positive("reader_rate", value.get("reader_rate")), dry_run, tuple(viewers))
 
 
 def _count(name: str, value: object, least: int) -> int:

@@ -29,6 +29,7 @@ from andor_twisted.acquisition.contracts import CameraSource
 from andor_twisted.camera.driver import AndorCamera, Frame
 from andor_twisted.camera.errors import (AcquisitionRunning, CameraError, CameraNotReady, CameraTimeout,
                                          InvalidValue, SDKError, UnknownFeature)
+from andor_twisted.protocol.access import ANONYMOUS
 from andor_twisted.web import inputs
 from andor_twisted.web.inputs import InputError
 
@@ -232,7 +233,8 @@ class CameraAPI(resource.Resource):
         burst = BurstRequest.parse(_value(request))
         if burst.dry_run:
             return self.bursts.plan(burst).addCallback(lambda plan: {"plan": plan.to_json()})
-        return self.bursts.start(burst).addCallback(lambda started: started.status().to_json())
+        owner = getattr(request, "principal", ANONYMOUS)
+        return self.bursts.start(burst, owner).addCallback(lambda started: started.status().to_json())
 
     def burst_status(self, cam: AndorCamera, request: Request, args: list[str]) -> dict[str, Any]:
         """The newest burst's status; with ?ledger=true, its frame ledger too."""

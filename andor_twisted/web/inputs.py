@@ -10,13 +10,11 @@ an ``InputError`` with the status and a message naming what is wrong.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-MAX_DEPTH = 16  # nesting of JSON arrays and objects; the API's bodies use three at most
-MAX_INT_DIGITS = 18  # integers below 10**18: an int64, and exact as a float's neighbour
+from andor_twisted.protocol import strictjson
+
 JSON_TYPES = ("application/json",)
 
 
@@ -28,56 +26,13 @@ class InputError(ValueError):
         self.status, self.code, self.message, self.details = status, code, message, details
 
 
-def json_depth(raw: bytes) -> int:
-    """How deep arrays and objects nest in ``raw`` (JSON text), counting brackets outside strings."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return deepest
-
-
-def _int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise InputError(400, "out_of_range", f"the number {text[:24]}... has more than {MAX_INT_DIGITS} digits")
-    return int(text)
-
-
-def _float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise InputError(400, "out_of_range", f"the number {text[:24]} is too large")
-    return value
-
-
-def _constant(name: str) -> float:
-    raise InputError(400, "malformed_json", f"{name} is not a JSON number")
-
-
-def loads(raw: bytes, max_depth: int = MAX_DEPTH) -> Any:
-    """JSON from ``raw``, nested at most ``max_depth`` deep, its integers below 10**18 and its floats
-    finite (no NaN or Infinity); else an InputError (400)."""
-    if json_depth(raw) > max_depth:
-        raise InputError(400, "too_deep", f"the JSON nests deeper than {max_depth} levels")
+def loads(raw: bytes) -> Any:
+    """JSON from a request body, within ``protocol.strictjson``'s bounds; else an InputError (400)."""
     try:
-        return json.loads(raw, parse_int=_int, parse_float=_float, parse_constant=_constant)
-    except (ValueError, UnicodeDecodeError) as e:
-        if isinstance(e, InputError):
-            raise
-        raise InputError(400, "malformed_json", f"the request body is not valid JSON: {e}") from None
+        return strictjson.loads(raw)
+    except strictjson.StrictJSONError as e:
+        message = str(e) if e.code != "malformed_json" else f"the request body is {e}"
+        raise InputError(400, e.code, message) from None
 
 
 def check_content_type(content_type: str | None, has_body: bool) -> None:

@@ -13,7 +13,8 @@ from andor_twisted.acquisition.arbiter import Arbiter
 from andor_twisted.acquisition.burst import Bursts
 from andor_twisted.acquisition.contracts import CameraSource
 from andor_twisted.acquisition.live import LiveView
-from andor_twisted.stream.protocols import BurstStreamProtocol, LiveStreamProtocol, stream_resource
+from andor_twisted.stream.protocols import (PING_INTERVAL, PING_TIMEOUT, BurstStreamProtocol, LiveStreamProtocol,
+                                           stream_resource)
 from andor_twisted.web.api import CameraAPI
 from andor_twisted.web.guard import Guard
 
@@ -37,7 +38,8 @@ class Site(server.Site):
 
 
 def make_site(camera_service: CameraSource, bursts: Bursts, live: LiveView, arbiter: Arbiter,
-              guard: Guard | None = None) -> Site:
+              guard: Guard | None = None, ping_interval: float = PING_INTERVAL,
+              ping_timeout: float = PING_TIMEOUT) -> Site:
     # Any: twisted.web's signatures ask for zope's IResource, which mypy cannot see a Resource provides
     root: Any = resource.Resource()
     root.putChild(b"", static.File(os.path.join(STATIC, "index.html"), defaultType="text/html"))
@@ -47,8 +49,9 @@ def make_site(camera_service: CameraSource, bursts: Bursts, live: LiveView, arbi
     root.putChild(b"static", files)
     root.putChild(b"api", CameraAPI(camera_service, bursts, arbiter))
     streams: Any = resource.Resource()
-    streams.putChild(b"burst", stream_resource(BurstStreamProtocol, bursts=bursts))
-    streams.putChild(b"live", stream_resource(LiveStreamProtocol, live=live))
+    pings = {"ping_interval": ping_interval, "ping_timeout": ping_timeout}
+    streams.putChild(b"burst", stream_resource(BurstStreamProtocol, **pings, bursts=bursts))
+    streams.putChild(b"live", stream_resource(LiveStreamProtocol, **pings, live=live))
     root.putChild(b"stream", streams)
     site = Site(root)
     site.guard = guard or Guard()

@@ -338,7 +338,8 @@ class BurstFrames(collections.abc.Generator):
             if message.get("error") in ("burst_discarded", "no_such_burst"):
                 details = {k: v for k, v in message.items() if k not in ("type", "error", "message")}
                 raise BurstDiscarded(message.get("message"), code=message["error"], details=details)
-            error = error_for(500, message)
+            refused = {"burst_has_reader": 409, "burst_refused": 403}.get(message.get("error"))
+            error = error_for(refused or 500, message)
             self._ended_by(error)
             raise error
 
