@@ -20,7 +20,8 @@ from andor_twisted.camera.devices import Choice
 from andor_twisted.camera.contract import SDK
 from andor_twisted.camera.sim.models import MODELS, WHEN_FULL, CameraModel
 from andor_twisted.service import CameraService
-from andor_twisted.web.guard import LOOPBACK_NAMES, Guard, host_name
+from andor_twisted.protocol.access import TokenFileError
+from andor_twisted.web.guard import LOOPBACK_NAMES, Guard, TokenFile, host_name, read_tokens
 from andor_twisted.web.site import make_site
 
 DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
@@ -99,6 +100,9 @@ class Options(usage.Options):
         ["spool-memory-limit", None, None, "most bytes the burst spool may hold [default: half the RAM]",
          parse_size],
         ["burst-idle-timeout", None, 600.0, "discard a burst nobody has read for this long, seconds", parse_seconds],
+        ["tokens", None, None, "a file of tokens, one 'name role token' a line (role: controller or viewer), "
+         "mode 0600: every request to the API and the streams then needs one. Required to listen beyond "
+         "loopback (docs/security.md)"],
         ["allowed-hosts", None, [], "comma-separated names the server answers to in the Host header, beyond "
          "the loopback names, the listening addresses, and this machine's name when it listens beyond "
          "loopback", parse_names],
@@ -142,6 +146,16 @@ class Options(usage.Options):
                 sdk3.load()
             except ImportError as e:
                 raise usage.UsageError(str(e)) from None
+        if self["tokens"] is not None:
+            try:
+                read_tokens(self["tokens"])
+            except (OSError, TokenFileError) as e:
+                raise usage.UsageError(f"--tokens: {e}") from None
+        else:
+            exposed = [endpoint for endpoint in self["listen"] if not is_loopback(endpoint)]
+            if exposed:
+                raise usage.UsageError(f"--listen {exposed[0]} may be reachable from other machines: give "
+                                       "--tokens FILE so that only the lab drives the camera (docs/security.md)")
         for origin in self["allowed-origins"]:
             if not re.fullmatch(r"https?://[^/\s]+", origin):
                 raise usage.UsageError(f"--allowed-origins takes scheme://host[:port], not {origin!r}")
@@ -204,7 +218,8 @@ def makeService(options: usage.Options, reactor: Any = None) -> service.MultiSer
                     options["max-burst-bytes"], options["max-burst-seconds"])
     # stopped in reverse: the listening ports, the burst, then the live view, then the camera
     children: list[tuple[str, Any]] = [("camera", camera), ("live", live), ("bursts", bursts)]
-    guard = Guard(hosts=allowed_hosts(options), origins=frozenset(options["allowed-origins"]))
+    tokens = None if options["tokens"] is None else TokenFile(options["tokens"], reactor.seconds)
+    guard = Guard(hosts=allowed_hosts(options), origins=frozenset(options["allowed-origins"]), tokens=tokens)
     # Any: an IProtocolFactory, which mypy cannot see
     site: Any = make_site(camera, bursts, live, arbiter, guard, options["ping-interval"], options["ping-timeout"])
     for n, endpoint in enumerate(options["listen"]):

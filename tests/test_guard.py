@@ -161,7 +161,8 @@ class ListenerTests(unittest.TestCase):
     def test_allowed_hosts(self):
         """Loopback names, listening interfaces and --allowed-hosts; this machine's name only beyond loopback."""
         options = tap.Options()
-        options.parseOptions(["--listen", "tcp:8000:interface=10.1.2.3", "--allowed-hosts", "cam.example:80"])
+        options.parseOptions(["--listen", "tcp:8000:interface=10.1.2.3", "--allowed-hosts", "cam.example:80",
+                              "--tokens", self.token_file()])
         hosts = tap.allowed_hosts(options)
         self.assertTrue({"localhost", "127.0.0.1", "::1", "10.1.2.3", "cam.example"} <= hosts)
         import socket

@@ -7,6 +7,7 @@ import os
 
 from typing import Any
 
+from twisted.logger import Logger
 from twisted.web import http, resource, server, static
 
 from andor_twisted.acquisition.arbiter import Arbiter
@@ -16,7 +17,7 @@ from andor_twisted.acquisition.live import LiveView
 from andor_twisted.stream.protocols import (PING_INTERVAL, PING_TIMEOUT, BurstStreamProtocol, LiveStreamProtocol,
                                            stream_resource)
 from andor_twisted.web.api import CameraAPI
-from andor_twisted.web.guard import Guard
+from andor_twisted.web.guard import Guard, peer
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
@@ -26,6 +27,7 @@ class Site(server.Site):
     or fail, not every poll of an open viewer (several a second, for months, in the journal)."""
 
     guard = Guard()
+    audit = Logger(namespace="andor_twisted.audit")
 
     def getResourceFor(self, request: server.Request) -> Any:
         request.site = self
@@ -33,6 +35,13 @@ class Site(server.Site):
         return refusal if refusal is not None else super().getResourceFor(request)
 
     def log(self, request: http.Request) -> None:
+        if request.method not in (b"GET", b"HEAD"):
+            # the audit trail: who (the token's name) changed what, from where, and the answer
+            who = getattr(request, "principal", None)
+            self.audit.info("audit: {name} ({role}) from {peer}: {method} {path} -> {code}",
+                            name=getattr(who, "name", "-"), role=getattr(getattr(who, "role", None), "value", "-"),
+                            peer=peer(request), method=(request.method or b"").decode("latin-1"),
+                            path=(request.path or b"").decode("latin-1")[:200], code=request.code)
         if request.method != b"GET" or request.code >= 400:
             super().log(request)
 

@@ -41,6 +41,14 @@ def _put(pending: queue.Queue[Any], item: Any, writer: threading.Thread) -> bool
 if TYPE_CHECKING:
     from andor.camera import Camera
 
+
+def _json_or_text(body: bytes | None) -> object:
+    """A refused handshake's body: the server's JSON error, or its text."""
+    try:
+        return json.loads(body or b"")
+    except ValueError:
+        return (body or b"").decode("utf-8", "replace")[:500]
+
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x1, 0x2, 0x8, 0x9
 
 
@@ -259,12 +267,16 @@ class BurstFrames(collections.abc.Generator):
 
     def _connect(self) -> None:
         cam = self._camera
-        url = f"ws://{cam.host}:{cam.port}/stream/burst?id={self.id}"
+        url = cam.stream_url(f"/stream/burst?id={self.id}")
         # frames may be that far apart: two frame periods, or the time allowed for a trigger
         timeout = cam.timeout + (2.0 / self.fps if self.fps else 0.0) + (self.status.get("trigger_timeout") or 0.0)
         try:
             self._ws = websocket.create_connection(
-                url, timeout=timeout, sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))
+                url, timeout=timeout, sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+                header=[f"{name}: {value}" for name, value in cam.auth_headers.items()],
+                sslopt={"context": cam.ssl_context} if cam.ssl_context is not None else None)
+        except websocket.WebSocketBadStatusException as e:
+            raise error_for(e.status_code, _json_or_text(e.resp_body)) from None
         except (OSError, websocket.WebSocketException) as e:
             raise ServerUnreachable(f"cannot open the burst stream {url}: {e}") from None
         self._sock = self._ws.sock
