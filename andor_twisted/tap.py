@@ -22,6 +22,7 @@ from andor_twisted.camera.sim.models import MODELS, WHEN_FULL, CameraModel
 from andor_twisted.service import CameraService
 from andor_twisted.protocol.access import TokenFileError
 from andor_twisted.web.guard import LOOPBACK_NAMES, Guard, TokenFile, host_name, read_tokens
+from andor_twisted.web.limits import ConnectionLimits
 from andor_twisted.web.site import make_site
 
 DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
@@ -110,6 +111,12 @@ class Options(usage.Options):
          "may use the API and the streams (CORS); none by default", parse_names],
         ["ping-interval", None, 5.0, "seconds between WebSocket pings to stream readers (0: none)", parse_seconds],
         ["ping-timeout", None, 30.0, "drop a stream reader that answers no ping within this, seconds",
+         parse_seconds],
+        ["max-connections", None, 512, "most connections open at once; more are answered 503", int],
+        ["max-connections-per-peer", None, 64, "most connections open at once from one address", int],
+        ["idle-timeout", None, 60.0, "close an HTTP connection without a request for this long, seconds",
+         parse_seconds],
+        ["header-timeout", None, 10.0, "close a connection whose request headers take longer, seconds",
          parse_seconds],
         ["max-burst-bytes", None, parse_size("10TB"), "refuse a burst that would capture more than this "
          "(frames and their headers)", parse_size],
@@ -221,7 +228,9 @@ def makeService(options: usage.Options, reactor: Any = None) -> service.MultiSer
     tokens = None if options["tokens"] is None else TokenFile(options["tokens"], reactor.seconds)
     guard = Guard(hosts=allowed_hosts(options), origins=frozenset(options["allowed-origins"]), tokens=tokens)
     # Any: an IProtocolFactory, which mypy cannot see
-    site: Any = make_site(camera, bursts, live, arbiter, guard, options["ping-interval"], options["ping-timeout"])
+    limits = ConnectionLimits(options["max-connections"], options["max-connections-per-peer"])
+    site: Any = make_site(camera, bursts, live, arbiter, guard, options["ping-interval"], options["ping-timeout"],
+                          limits, options["idle-timeout"], options["header-timeout"])
     for n, endpoint in enumerate(options["listen"]):
         children.append((f"listen {n}", strports.service(endpoint, site, reactor=reactor)))
     for name, child in children:

@@ -48,7 +48,8 @@ class OptionsTests(unittest.TestCase):
 
     def test_all_options(self):
         """Every option of the command-line contract parses, sizes with their suffixes."""
-        options = self.parse("--listen", "tcp:0:interface=127.0.0.1", "--listen", "unix:/tmp/x.sock", "--sim-model", "zyla",
+        options = self.parse("--listen", "tcp:0:interface=127.0.0.1", "--listen", "unix:/tmp/x.sock",
+                             "--sim-model", "zyla",
                              "--sim-onboard-memory", "64MiB", "--sim-link-rate", "100MB",
                              "--sim-arm-latency", "0.5", "--spool-memory-limit", "2GiB")
         self.assertEqual(options["listen"], ["tcp:0:interface=127.0.0.1", "unix:/tmp/x.sock"])

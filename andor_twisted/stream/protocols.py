@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -59,9 +61,16 @@ class StreamProtocol(WebSocketServerProtocol):
     principal: Principal = ANONYMOUS
 
     def connectionMade(self) -> None:
-        # the site's guard has authenticated the handshake's request; its resource passes who it was
+        # the site's guard has authenticated the handshake's request; its resource passes who it was, and
+        # the connection's place under the site's connection caps, released when this connection ends
         self.principal = getattr(self.factory, "next_principal", ANONYMOUS)
+        self.release_connection = getattr(self.factory, "next_release", None)
         super().connectionMade()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        super().connectionLost(reason)
+        if self.release_connection is not None:
+            self.release_connection()
 
     def send_json(self, message: Mapping[str, object]) -> None:
         if self.state == self.STATE_OPEN:
@@ -225,10 +234,12 @@ class StreamResource(WebSocketResource):
         request.channel.setTimeout(None)  # a stream outlives HTTP's idle timeout; its own rules apply
         # who the site's guard found the request to be: the protocol built in render() takes it
         self._factory.next_principal = getattr(request, "principal", ANONYMOUS)
+        self._factory.next_release = getattr(request.channel, "release", None)
         try:
             return super().render(request)
         finally:
             self._factory.next_principal = ANONYMOUS
+            self._factory.next_release = None
 
 
 def stream_resource(protocol: type[StreamProtocol], ping_interval: float = PING_INTERVAL,

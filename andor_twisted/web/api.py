@@ -32,8 +32,8 @@ from andor_twisted.camera.errors import (AcquisitionRunning, CameraError, Camera
 from andor_twisted.protocol.access import ANONYMOUS
 from andor_twisted.web import inputs
 from andor_twisted.web.inputs import InputError
+from andor_twisted.web.limits import MAX_BODY_BYTES
 
-MAX_BODY_BYTES = 64 * 1024
 STATUS = [  # most specific first
     (UnknownFeature, 404),
     (NoSuchBurst, 404),

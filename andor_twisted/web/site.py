@@ -18,6 +18,8 @@ from andor_twisted.stream.protocols import (PING_INTERVAL, PING_TIMEOUT, BurstSt
                                            stream_resource)
 from andor_twisted.web.api import CameraAPI
 from andor_twisted.web.guard import Guard, peer
+from andor_twisted.web.limits import (HEADER_TIMEOUT, IDLE_TIMEOUT, ConnectionLimits, LimitedChannel, LimitedRequest,
+                                      Refuser)
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
@@ -27,7 +29,21 @@ class Site(server.Site):
     or fail, not every poll of an open viewer (several a second, for months, in the journal)."""
 
     guard = Guard()
+    limits = ConnectionLimits()
     audit = Logger(namespace="andor_twisted.audit")
+    protocol = LimitedChannel  # type: ignore[assignment]  # HTTP/1.1 only (twisted's default also offers HTTP/2 over TLS)
+    requestFactory = LimitedRequest
+    header_timeout = HEADER_TIMEOUT
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """A channel, or a refusal (503) for a connection over the caps."""
+        admitted = self.limits.admit(str(getattr(addr, "host", addr)))
+        if isinstance(admitted, str):
+            return Refuser(admitted)
+        channel = super().buildProtocol(addr)
+        channel.release = admitted
+        channel.header_timeout = self.header_timeout
+        return channel
 
     def getResourceFor(self, request: server.Request) -> Any:
         request.site = self
@@ -48,7 +64,8 @@ class Site(server.Site):
 
 def make_site(camera_service: CameraSource, bursts: Bursts, live: LiveView, arbiter: Arbiter,
               guard: Guard | None = None, ping_interval: float = PING_INTERVAL,
-              ping_timeout: float = PING_TIMEOUT) -> Site:
+              ping_timeout: float = PING_TIMEOUT, limits: ConnectionLimits | None = None,
+              idle_timeout: float = IDLE_TIMEOUT, header_timeout: float = HEADER_TIMEOUT) -> Site:
     # Any: twisted.web's signatures ask for zope's IResource, which mypy cannot see a Resource provides
     root: Any = resource.Resource()
     root.putChild(b"", static.File(os.path.join(STATIC, "index.html"), defaultType="text/html"))
@@ -62,7 +79,9 @@ def make_site(camera_service: CameraSource, bursts: Bursts, live: LiveView, arbi
     streams.putChild(b"burst", stream_resource(BurstStreamProtocol, **pings, bursts=bursts))
     streams.putChild(b"live", stream_resource(LiveStreamProtocol, **pings, live=live))
     root.putChild(b"stream", streams)
-    site = Site(root)
+    site = Site(root, timeout=idle_timeout)
     site.guard = guard or Guard()
+    site.limits = limits or ConnectionLimits()
+    site.header_timeout = header_timeout
     site.displayTracebacks = False
     return site
