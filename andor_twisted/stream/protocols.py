@@ -253,6 +253,7 @@ def stream_resource(protocol: type[StreamProtocol], ping_interval: float = PING_
     factory.setProtocolOptions(
         maxMessagePayloadSize=MAX_INCOMING, maxFramePayloadSize=MAX_INCOMING,
         openHandshakeTimeout=10, closeHandshakeTimeout=5,
+        webStatus=False,  # a plain GET is answered 426 Upgrade Required, not autobahn's status page
         autoPingInterval=ping_interval, autoPingTimeout=ping_timeout if ping_interval else 0,
         # the site's guard checks Origin (the server's own, or --allowed-origins) before the upgrade: the
         # server's own origin depends on the Host it is asked by, which a fixed list cannot say

@@ -92,6 +92,23 @@ class LimitedChannel(http.HTTPChannel):
                 self._await_headers()
         super().dataReceived(data)
 
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A request line or header longer than twisted.web takes: 431 instead of a silent close."""
+        self._answer_and_close(431, "Request Header Fields Too Large", "header_too_large",
+                               f"a request line or header is longer than {self.MAX_LENGTH} bytes")
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        """Malformed or oversized request lines and headers (twisted.web's checks): 400 with a JSON body."""
+        self._answer_and_close(400, "Bad Request", "bad_request",
+                               "the request line or headers are malformed, or there are more than "
+                               f"{self.maxHeaders} headers or {self.totalHeadersSize} bytes of them")
+
+    def _answer_and_close(self, status: int, reason: str, code: str, message: str) -> None:
+        transport: Any = self.transport
+        if transport is not None:
+            transport.write(raw_response(status, reason, code, message))
+            transport.loseConnection()
+
     def refuse_body(self, length: int | None) -> None:
         """A body over MAX_BODY_BYTES: answer 413 now and close, without reading it."""
         transport: Any = self.transport
