@@ -208,3 +208,36 @@ class VanishedReaderTests(HygieneFixture):
         self.assertEqual(burst.readers, 0)
         images = yield threads.deferToThread(list, frames)
         self.assertEqual(len(images), 10)
+
+
+class ClosingHandshakeTests(unittest.SynchronousTestCase):
+    """The frame sender writes to the transport itself, past autobahn's state: it must stop when the
+    closing handshake starts, whoever starts it, not only when TCP is gone."""
+
+    def protocol(self):
+        from twisted.internet.testing import StringTransport
+
+        from andor_twisted.stream.protocols import BurstStreamProtocol, stream_resource
+
+        resource = stream_resource(BurstStreamProtocol, bursts=None)
+        protocol = resource._factory.buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        protocol.state = protocol.STATE_OPEN  # as after the handshake
+        stopped = []
+        protocol.sender = type("Sender", (), {"stop": lambda self: stopped.append(True)})()
+        return protocol, stopped
+
+    def test_our_close_stops_the_frames(self):
+        """The server's own Close (a violation, the end, an error) stops the sender before the Close goes out."""
+        protocol, stopped = self.protocol()
+        protocol.close(4400, "a reader sends acks")
+        self.assertEqual(stopped, [True])
+        self.assertEqual(protocol.state, protocol.STATE_CLOSING)
+        written = protocol.transport.value()
+        self.assertEqual(written[-len("a reader sends acks") - 4:-len("a reader sends acks")], b"\x88\x15\x11\x30")
+
+    def test_reply_to_their_close_stops_the_frames(self):
+        """The reply to the reader's Close stops the sender too."""
+        protocol, stopped = self.protocol()
+        protocol.sendCloseFrame(1000, None, isReply=True)
+        self.assertEqual(stopped, [True])

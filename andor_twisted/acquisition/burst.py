@@ -242,6 +242,7 @@ class Burst:
             time_uncertainty_s=self.time_uncertainty_s(),
             plan=None if self.plan is None else self.plan.to_json(),
             settings=None if self.layout is None else self.layout.settings,
+            owner=self.owner.name,
         )
 
     @property

@@ -168,6 +168,7 @@ class BurstStatus:
     time_uncertainty_s: float | None = None  # the largest uncertainty of any of its frames' UTC times
     plan: Mapping[str, object] | None = None  # what the server predicted before capture (protocol.plan)
     settings: Mapping[str, object] | None = None  # the camera and its settings as the burst armed
+    owner: str | None = None  # the name of the token that started it ("local" on a server without tokens)
 
     def to_json(self) -> dict[str, object]:
         """The status as a JSON object, the state as its label (docs/streaming.md)."""
