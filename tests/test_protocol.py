@@ -117,7 +117,7 @@ class BurstStatusTests(unittest.SynchronousTestCase):
                                        "high_water_frames", "high_water_bytes", "late_frames", "max_late_s",
                                        "lost_frames", "took_s", "fps_achieved", "readers", "trigger_mode",
                                        "waiting_for_trigger", "error", "message", "timebase", "time_uncertainty_s",
-                                       "plan", "settings"])
+                                       "plan", "settings", "owner"])
         self.assertEqual(value["state"], "captured")
         self.assertEqual(json.loads(json.dumps(value)), value)
 
