@@ -190,6 +190,27 @@ class AuthTests(AuthTestCase):
         self.assertEqual(caught.exception.status, 401)
 
     @defer.inlineCallbacks
+    def test_command_line_token(self):
+        """The andor command passes --token; without one it says in one line that the server needs one."""
+        import contextlib
+        import io
+
+        from andor import cli
+
+        def run(*argv):
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                status = cli.main(["--server", self.address, *argv])
+            return status, out.getvalue(), err.getvalue()
+
+        self.patch(os, "environ", {k: v for k, v in os.environ.items() if k != "ANDOR_TOKEN"})
+        status, out, _ = yield threads.deferToThread(run, "--token", ALICE, "set", "ExposureTime", "0.004")
+        self.assertEqual((status, json.loads(out)), (0, 0.004))
+        status, _, err = yield threads.deferToThread(run, "get", "ExposureTime")
+        self.assertEqual(status, 1)
+        self.assertIn("needs a token", err)
+
+    @defer.inlineCallbacks
     def test_cookie_login(self):
         """The viewer logs in once: an HttpOnly, SameSite=Strict cookie that then stands for the token;
         a wrong token is refused and logged; logout clears it."""

@@ -210,7 +210,8 @@ class Guard:
     def check(self, request: Request) -> resource.Resource | None:
         """None if ``request`` may go on (its ``principal`` set); else the resource to answer it with (a
         refusal, a CORS preflight, or the session endpoints)."""
-        request.principal = ANONYMOUS  # type: ignore[attr-defined]
+        # nobody yet on a server with tokens: the audit line of a refused request names no one
+        request.principal = ANONYMOUS if self.tokens is None else None  # type: ignore[attr-defined]
         why = "a NUL byte" if b"\x00" in (request.uri or b"") else bad_path(request.postpath or [])
         if why is not None:
             return Refusal(400, "bad_path", f"the path holds {why}")
