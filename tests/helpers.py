@@ -102,9 +102,13 @@ class LoopbackServer:
         self.address = f"127.0.0.1:{endpoint.port.getHost().port}"
         self.cam = andor.Camera(self.address)
 
+    @defer.inlineCallbacks
     def stop(self):
+        """Stop the service tree, and end the connections still open (as the process's exit would)."""
         self.cam.close()
-        return self.top.stopService()
+        yield self.top.stopService()
+        for n in range(len(self.top.services) - 3):
+            yield self.top.getServiceNamed(f"listen {n}").factory.limits.close_all()
 
     def raw(self, method, path, body=None, headers=None):
         """(status, content type, parsed JSON or bytes) of one plain HTTP request; a body that is not bytes

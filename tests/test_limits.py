@@ -43,6 +43,7 @@ class LimitsTestCase(unittest.TestCase):
                     waiting, self.releases = self.releases, []
                     for d in waiting:
                         d.callback(None)
+                counted_release.holds = release.holds
                 return counted_release
             return release
 

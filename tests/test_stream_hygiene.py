@@ -7,6 +7,7 @@ import struct
 
 import websocket
 from twisted.internet import defer, threads
+from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
@@ -219,7 +220,7 @@ class ClosingHandshakeTests(unittest.SynchronousTestCase):
 
         from andor_twisted.stream.protocols import BurstStreamProtocol, stream_resource
 
-        resource = stream_resource(BurstStreamProtocol, bursts=None)
+        resource = stream_resource(BurstStreamProtocol, clock=Clock(), bursts=None)
         protocol = resource._factory.buildProtocol(None)
         protocol.makeConnection(StringTransport())
         protocol.state = protocol.STATE_OPEN  # as after the handshake
@@ -241,3 +242,29 @@ class ClosingHandshakeTests(unittest.SynchronousTestCase):
         protocol, stopped = self.protocol()
         protocol.sendCloseFrame(1000, None, isReply=True)
         self.assertEqual(stopped, [True])
+
+
+class PausingReaderTests(HygieneFixture):
+    args = ("--ping-interval", "1", "--ping-timeout", "1")
+
+    @defer.inlineCallbacks
+    def test_reader_that_pauses_reads_on(self):
+        """A reader that stops reading past the ping timeout is dropped by the server; the client opens the
+        stream again and reads on from the first frame it had not read: every frame once, in order."""
+        frames = yield threads.deferToThread(self.cam.burst, 40, 200.0)
+        yield self.server.bursts.current.when_captured()
+        original = self.server.bursts.reader_detached
+        first = yield threads.deferToThread(lambda: [next(frames) for _ in range(5)])
+        dropped = defer.Deferred()
+
+        def detached(burst):
+            original(burst)
+            if not dropped.called:
+                dropped.callback(None)
+
+        self.server.bursts.reader_detached = detached
+        yield dropped  # the server gave up on the paused reader
+        rest = yield threads.deferToThread(list, frames)
+        self.assertEqual(len(first) + len(rest), 40)
+        self.assertEqual(frames.frame_numbers.tolist(), list(range(40)))
+        self.assertEqual(frames.summary["acknowledged"], 40)

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import protocol
+from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
@@ -59,7 +59,11 @@ class LimitedChannel(http.HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self.holds(self.transport)
         self._await_headers()
+
+    def holds(self, transport: Any) -> None:
+        """Set by the site: the connection's transport, for ConnectionLimits.close_all."""
 
     def _await_headers(self) -> None:
         self._header_call = self.callLater(self.header_timeout, self._headers_too_slow)
@@ -160,9 +164,23 @@ class ConnectionLimits:
         self.total, self.per_peer = total, per_peer
         self.open = 0
         self.by_peer: collections.Counter[str] = collections.Counter()
+        self.transports: set[Any] = set()
+        self._idle: list[defer.Deferred[None]] = []
+
+    def close_all(self) -> defer.Deferred[None]:
+        """Abort every open connection (HTTP or a stream); fires once all are gone. Stopping to listen
+        leaves open connections open: a server stopped in a process that goes on (tests) uses this."""
+        for transport in list(self.transports):
+            transport.abortConnection()
+        if not self.open:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._idle.append(d)
+        return d
 
     def admit(self, peer: str) -> Callable[[], None] | str:
-        """A release to call once the connection ends, or why it is refused."""
+        """A release to call once the connection ends (its ``holds`` takes the transport to abort on
+        close_all), or why it is refused."""
         if self.open >= self.total:
             why = f"the server has its most connections ({self.total}) open; try again shortly"
         elif self.by_peer[peer] >= self.per_peer:
@@ -170,16 +188,27 @@ class ConnectionLimits:
         else:
             self.open += 1
             self.by_peer[peer] += 1
-            released: list[bool] = []
+            held: list[Any] = []
 
             def release() -> None:
-                if not released:
-                    released.append(True)
+                if held != [None]:
+                    self.transports.difference_update(held)
+                    held[:] = [None]
                     self.open -= 1
                     self.by_peer[peer] -= 1
                     if not self.by_peer[peer]:
                         del self.by_peer[peer]
+                    if not self.open:
+                        waiting, self._idle = self._idle, []
+                        for d in waiting:
+                            d.callback(None)
 
+            def holds(transport: Any) -> None:
+                if held != [None]:
+                    held.append(transport)
+                    self.transports.add(transport)
+
+            release.holds = holds  # type: ignore[attr-defined]
             return release
         self.log.warn("refused a connection from {peer}: {why}", peer=peer, why=why)
         return why

@@ -42,6 +42,7 @@ class Site(server.Site):
             return Refuser(admitted)
         channel = super().buildProtocol(addr)
         channel.release = admitted
+        channel.holds = admitted.holds  # type: ignore[attr-defined]
         channel.header_timeout = self.header_timeout
         return channel
 

@@ -50,6 +50,12 @@ def _json_or_text(body: bytes | None) -> object:
         return (body or b"").decode("utf-8", "replace")[:500]
 
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x1, 0x2, 0x8, 0x9
+RECONNECTS = 5  # a stream that breaks (the server dropped a reader that paused past its ping timeout, a
+# network blip) is opened again this many times in all, reading on from the first frame not yet read
+
+
+class StreamBroken(ServerUnreachable):
+    """The stream's connection ended without a Close: worth opening again."""
 
 
 class BurstFrames(collections.abc.Generator):
@@ -84,6 +90,7 @@ class BurstFrames(collections.abc.Generator):
         self._header = bytearray(14 + wire.HEADER_SIZE)
         self._window = 1  # frames the server sends ahead of acknowledgements (its "stream" message says)
         self._acknowledged = -1
+        self._reconnects = 0
 
     def __repr__(self) -> str:
         return f"<BurstFrames of burst {self.id}: {len(self._numbers)} of {self.frames} frames read>"
@@ -240,7 +247,16 @@ class BurstFrames(collections.abc.Generator):
         try:
             if self._ws is None:
                 self._connect()
-            return self._read_frame()
+            while True:
+                try:
+                    return self._read_frame()
+                except StreamBroken:
+                    if self._reconnects >= RECONNECTS:
+                        raise
+                    self._reconnects += 1
+                    self._drop_connection()
+                    self._connect()  # the server sends again from the first frame not acknowledged
+                    self._acknowledged = -1  # acknowledgements lost with the connection are sent again
         except BaseException:  # the end (StopIteration) or an error: either way the stream is done
             self.close()
             raise
@@ -265,6 +281,14 @@ class BurstFrames(collections.abc.Generator):
 
     # ---- the stream ----
 
+    def _drop_connection(self) -> None:
+        ws, self._ws, self._sock = self._ws, None, None
+        if ws is not None:
+            try:
+                ws.shutdown()
+            except Exception:  # it is broken already
+                pass
+
     def _connect(self) -> None:
         cam = self._camera
         url = cam.stream_url(f"/stream/burst?id={self.id}")
@@ -286,12 +310,18 @@ class BurstFrames(collections.abc.Generator):
         while True:
             opcode, length = self._read_frame_header()
             if opcode == OP_BINARY:
-                return self._read_image(length)
+                image = self._read_image(length)
+                if image is None:
+                    continue
+                return image
             payload = self._read_bytes(length)
             if opcode == OP_TEXT:
                 self._handle_text(payload)
             elif opcode == OP_PING and self._ws is not None:
-                self._ws.pong(payload)
+                try:
+                    self._ws.pong(payload)
+                except OSError as e:
+                    raise StreamBroken(f"the burst stream broke: {e}") from None
             elif opcode == OP_CLOSE:
                 code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
                 raise ServerUnreachable(f"the server closed the burst stream ({code}: "
@@ -313,7 +343,8 @@ class BurstFrames(collections.abc.Generator):
             length = struct.unpack_from("!Q", head, 2)[0]
         return first & 0x0F, length
 
-    def _read_image(self, length: int) -> np.ndarray:
+    def _read_image(self, length: int) -> np.ndarray | None:
+        """The frame of a binary message; None for a frame read before the stream was opened again."""
         if length < wire.HEADER_SIZE:
             raise wire.WireError(f"a {length}-byte binary message is too short for a frame")
         header = memoryview(self._header)[14:]
@@ -325,13 +356,19 @@ class BurstFrames(collections.abc.Generator):
         self._read_into(image.data.cast("B"))
         number = fields["frame_number"]
         expected = self._numbers[-1] + 1 if self._numbers else number
-        if fields["burst_id"] != self.id or number != expected:
+        again = bool(self._numbers) and number < expected  # sent again after a reconnect: read already
+        if fields["burst_id"] != self.id or (number != expected and not again):
             raise AndorError(f"expected frame {expected} of burst {self.id}, got frame {number} of burst "
                              f"{fields['burst_id']}")
         # acknowledging every frame would cost the server more than the frame; half the window is enough
         if (number - self._acknowledged >= max(1, self._window // 2) or number == self.frames - 1) and self._ws:
-            self._ws.send(json.dumps({"ack": number}))
+            try:
+                self._ws.send(json.dumps({"ack": number}))
+            except OSError as e:
+                raise StreamBroken(f"the burst stream broke: {e}") from None
             self._acknowledged = number
+        if again:
+            return None
         self._numbers.append(number)
         self._ticks.append(-1 if fields["ticks"] is None else fields["ticks"])
         if fields["ticks"] is not None:
@@ -383,7 +420,7 @@ class BurstFrames(collections.abc.Generator):
                 raise ServerUnreachable(f"no data from the server for {self._sock.gettimeout():.0f} s "
                                         f"while reading burst {self.id}") from None
             except OSError as e:
-                raise ServerUnreachable(f"the burst stream broke: {e}") from None
+                raise StreamBroken(f"the burst stream broke: {e}") from None
             if n == 0:
-                raise ServerUnreachable(f"the server closed the stream of burst {self.id}")
+                raise StreamBroken(f"the server closed the stream of burst {self.id}")
             view = view[n:]
