@@ -71,7 +71,8 @@ class Camera:
         self._conn: http.client.HTTPConnection | None = None
 
     def __repr__(self) -> str:
-        return f"Camera('{self.scheme}://{self.host}:{self.port}')"
+        scheme = "https://" if self.scheme == "https" else ""
+        return f"Camera('{scheme}{self.host}:{self.port}')"
 
     @property
     def auth_headers(self) -> dict[str, str]:
