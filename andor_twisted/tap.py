@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import socket
 from typing import Any
 
 from twisted.application import service, strports
@@ -26,6 +28,9 @@ from andor_twisted.service import CameraService
 from andor_twisted.systemd import SystemdNotifier
 from andor_twisted.web.health import HealthCheck
 from andor_twisted.web.metrics import Metrics
+from andor_twisted.protocol.access import TokenFileError
+from andor_twisted.web.guard import LOOPBACK_NAMES, Guard, TokenFile, host_name, read_tokens
+from andor_twisted.web.limits import ConnectionLimits
 from andor_twisted.web.site import make_site
 
 DEFAULT_LISTEN = "tcp:8000:interface=127.0.0.1"
@@ -54,6 +59,35 @@ def parse_seconds(text: str) -> float:
     return value
 
 
+def endpoint_fields(endpoint: str) -> tuple[str, dict[str, str]]:
+    """(kind, {name: value}) of a server endpoint string: "tcp:8000:interface=127.0.0.1" ->
+    ("tcp", {"interface": "127.0.0.1"}); "\\:" is a colon inside a value (an IPv6 address)."""
+    parts = [part.replace("\\:", ":") for part in re.split(r"(?<!\\):", endpoint)]
+    named = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
+    return parts[0].lower(), named
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether only this machine can reach ``endpoint``: TCP or TLS on a loopback interface, or a Unix
+    socket. Everything else (all interfaces, a systemd socket) may be reachable from other machines."""
+    kind, named = endpoint_fields(endpoint)
+    if kind == "unix":
+        return True
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return False
+    interface = named.get("interface", "")
+    if interface == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 class Options(usage.Options):
     synopsis = "[--listen ENDPOINT ...] [--camera sim|sdk3[:INDEX|:serial=SERIAL|:simcam]] [options]"
     longdesc = ("Serve one Andor SDK3 camera over HTTP. Without a camera or SDK, a simulated Neo stands in. "
@@ -79,6 +113,27 @@ class Options(usage.Options):
         ["burst-idle-timeout", None, 600.0, "discard a burst nobody has read for this long, seconds", parse_seconds],
         ["log-format", None, "text", "text, or json: one JSON object a line on stdout, with every field of each "
          "event (unless twistd's --logger names another observer)"],
+        ["tokens", None, None, "a file of tokens, one 'name role token' a line (role: controller or viewer), "
+         "mode 0600: every request to the API and the streams then needs one. Required to listen beyond "
+         "loopback (docs/security.md)"],
+        ["allowed-hosts", None, [], "comma-separated names the server answers to in the Host header, beyond "
+         "the loopback names, the listening addresses, and this machine's name when it listens beyond "
+         "loopback", parse_names],
+        ["allowed-origins", None, [], "comma-separated origins (scheme://host:port) of other sites' pages that "
+         "may use the API and the streams (CORS); none by default", parse_names],
+        ["ping-interval", None, 5.0, "seconds between WebSocket pings to stream readers (0: none)", parse_seconds],
+        ["ping-timeout", None, 30.0, "drop a stream reader that answers no ping within this, seconds",
+         parse_seconds],
+        ["max-connections", None, 512, "most connections open at once; more are answered 503", int],
+        ["max-connections-per-peer", None, 64, "most connections open at once from one address", int],
+        ["idle-timeout", None, 60.0, "close an HTTP connection without a request for this long, seconds",
+         parse_seconds],
+        ["header-timeout", None, 10.0, "close a connection whose request headers take longer, seconds",
+         parse_seconds],
+        ["max-burst-bytes", None, parse_size("10TB"), "refuse a burst that would capture more than this "
+         "(frames and their headers)", parse_size],
+        ["max-burst-seconds", None, 86400.0, "refuse a burst planned to take longer than this, seconds",
+         parse_seconds],
     ]
 
     def __init__(self) -> None:
@@ -115,6 +170,19 @@ class Options(usage.Options):
         directory = self["data-dir"]
         if directory is not None and not (os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)):
             raise usage.UsageError(f"--data-dir {directory!r} is not a directory this server can write to")
+        if self["tokens"] is not None:
+            try:
+                read_tokens(self["tokens"])
+            except (OSError, TokenFileError) as e:
+                raise usage.UsageError(f"--tokens: {e}") from None
+        else:
+            exposed = [endpoint for endpoint in self["listen"] if not is_loopback(endpoint)]
+            if exposed:
+                raise usage.UsageError(f"--listen {exposed[0]} may be reachable from other machines: give "
+                                       "--tokens FILE so that only the lab drives the camera (docs/security.md)")
+        for origin in self["allowed-origins"]:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise usage.UsageError(f"--allowed-origins takes scheme://host[:port], not {origin!r}")
         if self["spool-memory-limit"] is None:
             self["spool-memory-limit"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
 
@@ -146,6 +214,18 @@ class ServerService(service.MultiService):
         super().setServiceParent(parent)
         if self.log_observer is not None and isinstance(parent, Componentized):
             parent.setComponent(ILogObserver, self.log_observer)
+def allowed_hosts(options: usage.Options | dict[str, Any]) -> frozenset[str]:
+    """The names the server answers to: the loopback names, each --listen interface, --allowed-hosts, and
+    this machine's names if it listens beyond loopback (the address a connection came in on is always
+    accepted as well: web/guard.py)."""
+    names = set(LOOPBACK_NAMES) | {host_name(name) for name in options["allowed-hosts"]}
+    for endpoint in options["listen"]:
+        interface = endpoint_fields(endpoint)[1].get("interface")
+        if interface:
+            names.add(interface.lower())
+        if not is_loopback(endpoint):
+            names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+    return frozenset(names)
 
 
 def makeService(options: usage.Options, reactor: Any = None) -> service.MultiService:
@@ -170,15 +250,19 @@ def makeService(options: usage.Options, reactor: Any = None) -> service.MultiSer
     arbiter = Arbiter()
     camera = CameraService(sdk, options["camera-choice"], reactor, description, on_open_failure=stop_on_failure)
     bursts = Bursts(camera, arbiter, reactor, options["spool-memory-limit"], options["burst-idle-timeout"],
-                    Recordings(options["data-dir"], reactor))
+                    Recordings(options["data-dir"], reactor), options["max-burst-bytes"], options["max-burst-seconds"])
     live = LiveView(camera, arbiter, reactor, bursts)  # viewers watch a capturing burst
     # stopped in reverse: the listening ports, the burst, then the live view, then the camera
     children: list[tuple[str, Any]] = [("camera", camera), ("live", live), ("bursts", bursts)]
     probe = CameraProbe(camera, reactor)
     metrics = Metrics(camera, bursts, live, probe, reactor, lambda f: reactor.callFromThread(f))
     health = HealthCheck(camera, probe, reactor, data_dir=options["data-dir"])
+    tokens = None if options["tokens"] is None else TokenFile(options["tokens"], reactor.seconds)
+    guard = Guard(hosts=allowed_hosts(options), origins=frozenset(options["allowed-origins"]), tokens=tokens)
+    limits = ConnectionLimits(options["max-connections"], options["max-connections-per-peer"])
     # Any: an IProtocolFactory, which mypy cannot see
-    site: Any = make_site(camera, bursts, live, arbiter, metrics=metrics, health=health)
+    site: Any = make_site(camera, bursts, live, arbiter, guard, options["ping-interval"], options["ping-timeout"],
+                          limits, options["idle-timeout"], options["header-timeout"], metrics=metrics, health=health)
     for n, endpoint in enumerate(options["listen"]):
         children.append((f"listen {n}", strports.service(endpoint, site, reactor=reactor)))
     # last: READY=1 once listening and the camera is open; the watchdog's pings (Type=notify, WatchdogSec=)

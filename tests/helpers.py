@@ -102,16 +102,24 @@ class LoopbackServer:
         self.address = f"127.0.0.1:{endpoint.port.getHost().port}"
         self.cam = andor.Camera(self.address)
 
+    @defer.inlineCallbacks
     def stop(self):
+        """Stop the service tree, and end the connections still open (as the process's exit would)."""
         self.cam.close()
-        return self.top.stopService()
+        yield self.top.stopService()
+        for child in self.top:
+            if child.name.startswith("listen "):
+                yield child.factory.limits.close_all()
 
-    def raw(self, method, path, body=None):
-        """(status, content type, parsed JSON or bytes) of one plain HTTP request."""
+    def raw(self, method, path, body=None, headers=None):
+        """(status, content type, parsed JSON or bytes) of one plain HTTP request; a body that is not bytes
+        is sent as JSON. Without ``headers``, a body is declared Content-Type: application/json."""
         conn = http.client.HTTPConnection(*self.address.split(":"), timeout=30)
+        if headers is None:
+            headers = {} if body is None else {"Content-Type": "application/json"}
         if body is not None and not isinstance(body, bytes):
             body = json.dumps(body).encode()
-        conn.request(method, path, body=body)
+        conn.request(method, path, body=body, headers=headers)
         response = conn.getresponse()
         data = response.read()
         conn.close()

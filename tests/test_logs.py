@@ -61,7 +61,7 @@ class JSONFormatTests(unittest.TestCase):
 class OptionTests(unittest.TestCase):
     def make(self, *argv):
         options = tap.Options()
-        options.parseOptions([*argv, "--listen", "tcp:0"])
+        options.parseOptions([*argv, "--listen", "tcp:0:interface=127.0.0.1"])
         return tap.makeService(options, reactor=MemoryReactorClock())
 
     def test_json_is_twistd_application_observer(self):

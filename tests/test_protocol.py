@@ -117,7 +117,7 @@ class BurstStatusTests(unittest.SynchronousTestCase):
                                        "high_water_frames", "high_water_bytes", "late_frames", "max_late_s",
                                        "lost_frames", "took_s", "fps_achieved", "readers", "trigger_mode",
                                        "waiting_for_trigger", "error", "message", "timebase", "time_uncertainty_s",
-                                       "plan", "settings", "recording", "bytes_sent"])
+                                       "plan", "settings", "recording", "bytes_sent", "owner"])
         self.assertEqual(value["state"], "captured")
         self.assertEqual(json.loads(json.dumps(value)), value)
 
@@ -179,6 +179,20 @@ class MessageTests(unittest.SynchronousTestCase):
         self.assertEqual(messages.parse_viewer(b'{"display": [640, 480.0]}'), messages.Display(640, 480))
         for bad in (b'{"display": [1]}', b'{"display": "12"}', b'{"size": 1}', b'"ack"', b"{"):
             self.assertRaises(messages.ProtocolViolation, messages.parse_viewer, bad)
+
+    def test_hostile_messages(self):
+        """Infinity, NaN, huge, fractional, negative or boolean numbers, deep nesting, extra keys and binary
+        messages are violations (close code 4400), never another exception."""
+        for bad in (b'{"display": [Infinity, 1]}', b'{"display": [NaN, 1]}', b'{"display": [1e400, 1]}',
+                    b'{"display": [0, 1]}', b'{"display": [1, 100000]}', b'{"display": [1.5, 2]}',
+                    b'{"display": [true, 2]}', b'{"ack": -1}', b'{"ack": 1' + b"0" * 30 + b"}",
+                    b'{"ack": Infinity}', b'{"ack": 1, "more": 2}', b"[" * 5000 + b"]" * 5000, b'{"ack": [[[1]]]}'):
+            with self.assertRaises(messages.ProtocolViolation, msg=bad) as caught:
+                messages.parse_viewer(bad)
+            self.assertEqual(caught.exception.close_code, 4400)
+            self.assertRaises(messages.ProtocolViolation, messages.parse_burst_reader, bad)
+        self.assertRaises(messages.ProtocolViolation, messages.parse_burst_reader, b'{"ack": 1}', True)
+        self.assertRaises(messages.ProtocolViolation, messages.parse_viewer, b'{"ack": 1}', True)
 
     def test_server_messages(self):
         """What the server sends, as docs/streaming.md lists it; values JSON cannot hold become strings."""

@@ -48,10 +48,11 @@ class OptionsTests(unittest.TestCase):
 
     def test_all_options(self):
         """Every option of the command-line contract parses, sizes with their suffixes."""
-        options = self.parse("--listen", "tcp:0", "--listen", "unix:/tmp/x.sock", "--sim-model", "zyla",
+        options = self.parse("--listen", "tcp:0:interface=127.0.0.1", "--listen", "unix:/tmp/x.sock",
+                             "--sim-model", "zyla",
                              "--sim-onboard-memory", "64MiB", "--sim-link-rate", "100MB",
                              "--sim-arm-latency", "0.5", "--spool-memory-limit", "2GiB")
-        self.assertEqual(options["listen"], ["tcp:0", "unix:/tmp/x.sock"])
+        self.assertEqual(options["listen"], ["tcp:0:interface=127.0.0.1", "unix:/tmp/x.sock"])
         self.assertEqual(options["sim-onboard-memory"], 64 * 2**20)
         self.assertEqual(options["sim-link-rate"], 100_000_000)
         self.assertEqual(options["sim-arm-latency"], 0.5)
@@ -107,7 +108,7 @@ class OptionsTests(unittest.TestCase):
     def test_make_service(self):
         """makeService builds the camera service, the live view and the bursts (stopped in reverse, so the
         camera closes last), then one server per --listen, then the systemd notifier (stopped first)."""
-        options = self.parse("--listen", "tcp:0", "--listen", "tcp:0:interface=127.0.0.2")
+        options = self.parse("--listen", "tcp:0:interface=127.0.0.1", "--listen", "tcp:0:interface=127.0.0.2")
         top = tap.makeService(options, reactor=MemoryReactorClock())
         self.assertIsInstance(top, MultiService)
         children = list(top)
@@ -127,7 +128,7 @@ class OptionsTests(unittest.TestCase):
         from twisted.python.failure import Failure
 
         reactor = MemoryReactorClock()
-        top = tap.makeService(self.parse("--listen", "tcp:0"), reactor=reactor)
+        top = tap.makeService(self.parse("--listen", "tcp:0:interface=127.0.0.1"), reactor=reactor)
         camera_service = list(top)[0]
         camera_service.on_open_failure(Failure(RuntimeError("AT_ERR_DEVICENOTFOUND")))
         self.assertIn((os._exit, (1,), {}), reactor.triggers["after"]["shutdown"])

@@ -32,6 +32,7 @@ from andor_twisted.camera.errors import (CameraError, CameraOverflow, CameraTime
                                          UnknownFeature)
 from andor_twisted.protocol import frames as frame_format
 from andor_twisted.protocol import plan as planning
+from andor_twisted.protocol.access import ANONYMOUS, Principal
 from andor_twisted.protocol.burst import BurstState, BurstStatus, FrameTiming, Lifecycle
 from andor_twisted.protocol.timebase import TimeBase
 
@@ -57,8 +58,11 @@ class Burst:
 
     def __init__(self, burst_id: int, frames: int, fps: float | None, spool_frames: int, camera: AndorCamera,
                  clock: Clock, trigger_mode: str = "Internal", trigger_timeout: float | None = None,
-                 reader_bytes_per_s: float | None = None) -> None:
+                 reader_bytes_per_s: float | None = None, owner: Principal = ANONYMOUS,
+                 viewers: tuple[str, ...] = ()) -> None:
         self.id = burst_id
+        self.owner = owner  # who started it: it, any controller, and the ``viewers`` named may read it
+        self.viewers = viewers
         self.trigger_mode = trigger_mode
         self.trigger_timeout = trigger_timeout
         self.reader_bytes_per_s = reader_bytes_per_s  # what the plan assumes of the reader
@@ -103,6 +107,9 @@ class Burst:
     def capture_ended(self) -> bool:
         """The capture has ended, however (``when_captured`` has fired): its counters move no more."""
         return self._capture_waiters is None
+    def may_read(self, principal: Principal) -> bool:
+        """Whether ``principal`` may read (and so acknowledge) this burst's frames."""
+        return principal.controls or principal.name == self.owner.name or principal.name in self.viewers
 
     def start(self, memory_limit: int) -> defer.Deferred[Burst]:
         """Arm the camera and start capturing. Fires once frames are coming (or the camera refused,
@@ -267,6 +274,7 @@ class Burst:
             settings=None if self.layout is None else self.layout.settings,
             recording=None if self.recorder is None else self.recorder.name,
             bytes_sent=spool.bytes_sent,
+            owner=self.owner.name,
         )
 
     @property
@@ -338,13 +346,16 @@ class Bursts(service.Service):
     log = Logger()
 
     def __init__(self, camera_service: CameraSource, arbiter: Arbiter, clock: Clock, memory_limit: int,
-                 idle_timeout: float, recordings: Recordings | None = None) -> None:
+                 idle_timeout: float, recordings: Recordings | None = None, max_bytes: float = math.inf,
+                 max_seconds: float = math.inf) -> None:
         self.camera_service = camera_service
         self.recordings = recordings or Recordings(None, clock)
         self.arbiter = arbiter
         self.clock = clock
         self.memory_limit = memory_limit
         self.idle_timeout = idle_timeout
+        self.max_bytes = max_bytes  # the most a burst may capture, frames and headers (--max-burst-bytes)
+        self.max_seconds = max_seconds  # the longest a burst may be planned to take (--max-burst-seconds)
         self.current: Burst | None = None
         self._next_id = 1
         self._counts = BurstCounts()  # bursts, and the frames of the bursts retired
@@ -399,20 +410,30 @@ class Bursts(service.Service):
                               newest=burst.id)
         return burst
 
-    def start(self, request: BurstRequest) -> defer.Deferred[Burst]:
-        """Discard the previous burst and start a new one; fires with it once its capture runs."""
-        return defer.maybeDeferred(self._start, request)
+    def start(self, request: BurstRequest, owner: Principal = ANONYMOUS) -> defer.Deferred[Burst]:
+        """Discard the previous burst and start a new one for ``owner``; fires with it once its capture runs."""
+        return defer.maybeDeferred(self._start, request, owner)
 
     @defer.inlineCallbacks
-    def _start(self, request: BurstRequest) -> Generator[defer.Deferred[Any], Any, Burst]:
+    def _start(self, request: BurstRequest, owner: Principal) -> Generator[defer.Deferred[Any], Any, Burst]:
         camera = self.camera_service.camera()
+        path = None if request.record is None else self.recordings.path_for(request.record)
+        limited = self.max_bytes < math.inf or self.max_seconds < math.inf
+        if limited or path is not None:  # checked before anything is discarded: a refusal stops nothing
+            try:
+                inputs = yield camera.plan_inputs(request.fps, request.trigger)
+                self.check_limits(request, inputs)
+            except InvalidValue:  # a frame rate out of range, a burst over the limits: counted as refused
+                with self._counts_lock:
+                    self._counts.started += 1
+                    self._counts.rejected += 1
+                raise
         recorder: Recorder | None = None
-        if request.record is not None:  # its file first: a bad name or a full disk stops nothing
-            path = self.recordings.path_for(request.record)
-            _, dtype, height, width = yield camera.plan_inputs(request.fps, request.trigger)
+        if path is not None:  # its file first: a full disk stops nothing
+            _, dtype, height, width = inputs
             recorder = yield self.recordings.create(path, (height, width), dtype, request.frames)
         burst = Burst(self._next_id, request.frames, request.fps, request.spool, camera, self.clock,
-                      request.trigger, request.trigger_timeout, request.reader_bytes_per_s)
+                      request.trigger, request.trigger_timeout, request.reader_bytes_per_s, owner, request.viewers)
         self._next_id += 1
         burst.on_state = self._moved
         self._retire()
@@ -456,6 +477,23 @@ class Bursts(service.Service):
                                  triggered=request.trigger != "Internal")
 
         return camera.plan_inputs(request.fps, request.trigger).addCallback(predict)
+
+    def check_limits(self, request: BurstRequest, inputs: tuple[planning.Camera, str, int, int]) -> None:
+        """Raises InvalidValue (``over_limit``) if ``request`` would take more bytes than ``max_bytes`` or
+        longer than ``max_seconds`` at the frame rate it asks for (or the camera's), given the camera's
+        ``plan_inputs``."""
+        plan_camera, dtype, height, width = inputs
+        total = request.frames * frame_format.message_bytes(dtype, height, width)
+        seconds = request.frames / plan_camera.frame_rate
+        if total > self.max_bytes:
+            raise InvalidValue("over_limit", f"a burst of {request.frames} frames of {width}x{height} is "
+                               f"{total:.4g} bytes, more than this server's limit of {self.max_bytes:.4g} "
+                               f"bytes (--max-burst-bytes)", limit_bytes=self.max_bytes, bytes=total)
+        if seconds > self.max_seconds:
+            raise InvalidValue("over_limit", f"a burst of {request.frames} frames at "
+                               f"{plan_camera.frame_rate:.4g} frames/s takes {seconds:.4g} s, longer than this "
+                               f"server's limit of {self.max_seconds:g} s (--max-burst-seconds)",
+                               limit_seconds=self.max_seconds, seconds=seconds)
 
     def discard(self) -> defer.Deferred[Burst]:
         """Discard the newest burst (``DELETE /api/burst``)."""
@@ -517,9 +555,10 @@ class BurstRequest:
     reader_bytes_per_s: float | None = None  # what the plan may assume of the reader
     dry_run: bool = False  # plan only: capture nothing
     record: str | None = None  # a recording's name: write the burst into the data directory
+    viewers: tuple[str, ...] = ()  # names of viewer tokens that may read it too
 
     FIELDS: ClassVar[tuple[str, ...]] = ("frames", "fps", "spool", "trigger", "trigger_timeout", "reader_rate",
-                                         "dry_run", "record")
+                                         "dry_run", "record", "viewers")
 
     @classmethod
     def parse(cls, value: object) -> BurstRequest:
@@ -539,10 +578,14 @@ class BurstRequest:
         record = value.get("record")
         if record is not None and not isinstance(record, str):
             raise InvalidValue("wrong_type", f"record is a recording's name such as 'run1.h5', not {record!r}")
+        viewers = value.get("viewers", [])
+        if not isinstance(viewers, list) or len(viewers) > 100 or not all(
+                isinstance(name, str) and 0 < len(name) <= 100 for name in viewers):
+            raise InvalidValue("wrong_type", "viewers is a list of token names that may read the burst")
         return cls(_count("frames", value["frames"], 1), _positive("fps", value.get("fps")),
                    _count("spool", value.get("spool", 0), 0), trigger,
                    _positive("trigger_timeout", value.get("trigger_timeout")),
-                   _positive("reader_rate", value.get("reader_rate")), dry_run, record)
+                   _positive("reader_rate", value.get("reader_rate")), dry_run, record, tuple(viewers))
 
 
 def _count(name: str, value: object, least: int) -> int:

@@ -170,6 +170,7 @@ class BurstStatus:
     settings: Mapping[str, object] | None = None  # the camera and its settings as the burst armed
     recording: str | None = None  # the recording it is written to, in the server's data directory
     bytes_sent: int = 0  # frame messages' bytes written to readers (a frame sent again counting again)
+    owner: str | None = None  # the name of the token that started it ("local" on a server without tokens)
 
     def to_json(self) -> dict[str, object]:
         """The status as a JSON object, the state as its label (docs/streaming.md)."""

@@ -43,3 +43,9 @@ def message_bytes(dtype: str, height: int, width: int) -> int:
     if dtype not in ITEMSIZE:
         raise FrameFormatError(f"frames are uint16 (u2) or uint32 (u4), not {dtype!r}")
     return HEADER_SIZE + height * width * ITEMSIZE[dtype]
+
+
+def frame_number_of(message: bytes) -> int:
+    """The frame number in a frame message's header."""
+    number: int = HEADER.unpack_from(message)[6]
+    return number

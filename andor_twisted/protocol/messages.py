@@ -12,8 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-# WebSocket close code for a reader that broke the stream protocol (4000-4999: for applications, RFC 6455)
-CLOSE_PROTOCOL_VIOLATION: Final = 4400
+from andor_twisted.protocol import strictjson
+
+# WebSocket close codes (4000-4999: for applications, RFC 6455), after the HTTP status they resemble
+CLOSE_PROTOCOL_VIOLATION: Final = 4400  # the reader broke the stream protocol
+CLOSE_FORBIDDEN: Final = 4403  # the reader's token may not read this burst
+CLOSE_GONE: Final = 4410  # no such burst (any more): replaced, discarded, or never started
+CLOSE_CONFLICT: Final = 4409  # the burst already has a reader
+CLOSE_FAILED: Final = 4500  # the burst or live view failed (the error message before the close says how)
+CLOSE_NORMAL: Final = 1000  # the end: every frame sent and acknowledged
+MAX_FRAME_NUMBER: Final = 2**64 - 1  # frame numbers are u64 on the wire
+MAX_DISPLAY: Final = 16384  # device pixels a viewer may ask for, each way
 
 
 class ProtocolViolation(ValueError):
@@ -24,9 +33,9 @@ class ProtocolViolation(ValueError):
 
 @dataclass(frozen=True)
 class Ack:
-    """A live viewer has drawn the frame ``frame_number`` (not checked: it only asks for the next)."""
+    """A live viewer has drawn the frame ``frame_number`` (a u64; it only asks for the next)."""
 
-    frame_number: object
+    frame_number: int
 
 
 @dataclass(frozen=True)
@@ -41,38 +50,47 @@ BURST_READER_SENDS: Final = 'a reader sends {"ack": frame_number}'
 VIEWER_SENDS: Final = 'a viewer sends {"ack": frame_number} or {"display": [width, height]}'
 
 
-def parse_burst_reader(payload: bytes) -> int:
+def parse_burst_reader(payload: bytes, is_binary: bool = False) -> int:
     """A burst reader's message: the frame number it acknowledges."""
-    try:
-        ack = _object(payload)["ack"]
-        if not isinstance(ack, int) or isinstance(ack, bool):
-            raise ValueError(ack)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise ProtocolViolation(BURST_READER_SENDS) from None
-    return ack
+    message = _object(payload, is_binary, BURST_READER_SENDS)
+    if set(message) != {"ack"}:
+        raise ProtocolViolation(BURST_READER_SENDS)
+    return _frame_number(message["ack"], BURST_READER_SENDS)
 
 
-def parse_viewer(payload: bytes) -> Ack | Display:
+def parse_viewer(payload: bytes, is_binary: bool = False) -> Ack | Display:
     """A live viewer's message: an acknowledgement, or the size of its display."""
+    message = _object(payload, is_binary, VIEWER_SENDS)
+    if set(message) == {"ack"}:
+        return Ack(_frame_number(message["ack"], VIEWER_SENDS))
+    if set(message) == {"display"}:
+        display = message["display"]
+        if (not isinstance(display, list) or len(display) != 2 or not all(
+                (isinstance(n, int) and not isinstance(n, bool)) or (isinstance(n, float) and n.is_integer())
+                for n in display)):
+            raise ProtocolViolation(f"{VIEWER_SENDS}, width and height whole numbers")
+        width, height = (int(n) for n in display)
+        if not (1 <= width <= MAX_DISPLAY and 1 <= height <= MAX_DISPLAY):
+            raise ProtocolViolation(f"a display is 1 to {MAX_DISPLAY} pixels each way")
+        return Display(width, height)
+    raise ProtocolViolation(VIEWER_SENDS)
+
+
+def _frame_number(value: object, expected: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_FRAME_NUMBER:
+        raise ProtocolViolation(expected)
+    return value
+
+
+def _object(payload: bytes, is_binary: bool, expected: str) -> dict[str, object]:
+    if is_binary:
+        raise ProtocolViolation(f"{expected} as a text message, not a binary one")
     try:
-        message = _object(payload)
-        if "ack" in message:
-            return Ack(message["ack"])
-        if "display" in message:
-            display = message["display"]
-            if not isinstance(display, list):
-                raise TypeError(display)
-            width, height = (int(n) for n in display)
-            return Display(width, height)
-        raise ValueError(message)
-    except (ValueError, TypeError, UnicodeDecodeError):
-        raise ProtocolViolation(VIEWER_SENDS) from None
-
-
-def _object(payload: bytes) -> dict[str, object]:
-    message = json.loads(payload)
+        message = strictjson.loads(payload, max_depth=2, max_int_digits=20)  # u64 frame numbers
+    except strictjson.StrictJSONError:
+        raise ProtocolViolation(expected) from None
     if not isinstance(message, dict):
-        raise ValueError(message)
+        raise ProtocolViolation(expected)
     return message
 
 

@@ -31,8 +31,11 @@ from andor_twisted.acquisition.recorder import NoDataDirectory, NoSuchRecording,
 from andor_twisted.camera.driver import AndorCamera, Frame
 from andor_twisted.camera.errors import (AcquisitionRunning, CameraError, CameraNotReady, CameraTimeout,
                                          InvalidValue, SDKError, UnknownFeature)
+from andor_twisted.protocol.access import ANONYMOUS
+from andor_twisted.web import inputs
+from andor_twisted.web.inputs import InputError
+from andor_twisted.web.limits import MAX_BODY_BYTES
 
-MAX_BODY_BYTES = 64 * 1024
 STATUS = [  # most specific first
     (UnknownFeature, 404),
     (NoSuchBurst, 404),
@@ -56,6 +59,7 @@ FEATURE_ENDPOINTS = {
     "cooling_status": ("TemperatureStatus", False),
 }
 SNAP_FORMATS = {"raw": "application/octet-stream", "tiff": "image/tiff", "fits": "application/fits"}
+MAX_SNAP_EXPOSURE_S = 3600.0  # a snap's exposure_time parameter, before the camera checks its own range
 ANY = object()  # a path segment that matches any name
 
 Handler = Callable[[AndorCamera, Request, list[str]], Any]
@@ -65,12 +69,14 @@ Handler = Callable[[AndorCamera, Request, list[str]], Any]
 class Route:
     """One endpoint: a method, a path (ANY matches any segment, passed to the handler), the handler, and
     what it needs the camera for (``needs_camera``): the arbiter grants it before the handler runs, or
-    refuses the request (409) while a burst has the camera."""
+    refuses the request (409) while a burst has the camera. ``query``: the query parameters it takes
+    (any other is refused)."""
 
     method: str
     path: tuple[object, ...]
     handler: Handler
     needs_camera: Purpose | None = None
+    query: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -114,10 +120,10 @@ class CameraAPI(resource.Resource):
             Route("PUT", ("fan",), self.set_fan, needs_camera=SETTING),
             Route("GET", ("temperature_setpoint", "options"),
                   lambda cam, req, args: cam.info("TemperatureControl").addCallback(lambda i: i["available_options"])),
-            Route("GET", ("snap",), self.snap, needs_camera=SNAP),
+            Route("GET", ("snap",), self.snap, needs_camera=SNAP, query=("format", "exposure_time")),
             # a burst asks the arbiter itself, and holds the camera for as long as it captures
             Route("POST", ("burst",), self.start_burst),
-            Route("GET", ("burst",), self.burst_status),
+            Route("GET", ("burst",), self.burst_status, query=("ledger",)),
             # a software trigger for the running burst (TriggerMode Software): it does not take the camera
             Route("POST", ("trigger",), lambda cam, req, args: cam.software_trigger()),
             Route("DELETE", ("burst",),
@@ -154,6 +160,7 @@ class CameraAPI(resource.Resource):
     def _dispatch(self, request: Request, route_name: list[str]) -> Any:
         path = tuple(segment.decode("utf-8", "replace") for segment in request.postpath or () if segment)
         method = (request.method or b"").decode("ascii", "replace")
+        inputs.check_content_type(request.getHeader("content-type"), _has_body(request))
         allowed = []
         for route in self.routes:
             args = _match(route.path, path)
@@ -161,6 +168,8 @@ class CameraAPI(resource.Resource):
                 continue
             if route.method == method:
                 route_name[0] = route.name
+                query = inputs.check_query(f"/api/{'/'.join(path)}", request.args, route.query)
+                request.query = query  # type: ignore[attr-defined]
                 camera = self.service.camera()
                 call = functools.partial(route.handler, camera, request, args)
                 if route.needs_camera is not None:
@@ -188,11 +197,11 @@ class CameraAPI(resource.Resource):
 
     def _fail(self, failure: Failure, request: Request, finished: list[object]) -> None:
         error = failure.value
-        if isinstance(error, APIError):
+        if isinstance(error, (APIError, InputError)):
             status = error.status
         else:
             status = next((code for cls, code in STATUS if isinstance(error, cls)), 500)
-        if isinstance(error, CameraError):
+        if isinstance(error, (CameraError, InputError)):
             body = {"error": error.code, "message": error.message, **_jsonable(error.details)}
         else:
             self.log.failure("unexpected error serving {method} {uri}", failure, method=request.method, uri=request.uri)
@@ -239,17 +248,12 @@ class CameraAPI(resource.Resource):
 
     @defer.inlineCallbacks
     def snap(self, cam: AndorCamera, request: Request, args: list[str]) -> Generator[defer.Deferred[Any], Any, Snap]:
-        fmt = _query(request, "format", "raw")
+        fmt = _query(request, "format", "raw") or "raw"
         if fmt not in SNAP_FORMATS:
-            raise APIError(400, "invalid_option", f"format {fmt!r} is not one of {sorted(SNAP_FORMATS)}",
+            raise APIError(400, "invalid_option", f"format {fmt[:40]!r} is not one of {sorted(SNAP_FORMATS)}",
                            options=sorted(SNAP_FORMATS))
         asked = _query(request, "exposure_time", None)
-        exposure_time = None
-        if asked is not None:
-            try:
-                exposure_time = float(asked)
-            except ValueError:
-                raise APIError(400, "wrong_type", f"exposure_time is a number of seconds, not {asked!r}") from None
+        exposure_time = None if asked is None else inputs.seconds("exposure_time", asked, MAX_SNAP_EXPOSURE_S)
         frame = yield cam.snap(exposure_time)
         exposure = yield cam.get("ExposureTime")
         snap = Snap(frame, fmt, exposure)
@@ -263,13 +267,14 @@ class CameraAPI(resource.Resource):
         burst = BurstRequest.parse(_value(request))
         if burst.dry_run:
             return self.bursts.plan(burst).addCallback(lambda plan: {"plan": plan.to_json()})
-        return self.bursts.start(burst).addCallback(lambda started: started.status().to_json())
+        owner = getattr(request, "principal", ANONYMOUS)
+        return self.bursts.start(burst, owner).addCallback(lambda started: started.status().to_json())
 
     def burst_status(self, cam: AndorCamera, request: Request, args: list[str]) -> dict[str, Any]:
         """The newest burst's status; with ?ledger=true, its frame ledger too."""
         burst = self.bursts.get()
         status = burst.status().to_json()
-        if _query(request, "ledger", "false") == "true":
+        if inputs.boolean("ledger", _query(request, "ledger", "false") or "false"):
             status["ledger"] = burst.ledger()
         return status
 
@@ -367,24 +372,35 @@ def _match(pattern: Sequence[object], path: Sequence[str]) -> list[str] | None:
     return args
 
 
+def _has_body(request: Request) -> bool:
+    if request.getHeader("transfer-encoding") is not None:
+        return True
+    try:
+        return int(request.getHeader("content-length") or 0) > 0
+    except ValueError:
+        return True
+
+
 def _value(request: Request) -> Any:
     """The ``value`` of a JSON request body ``{"value": ...}``."""
-    length = int(request.getHeader("content-length") or 0)
-    if length > MAX_BODY_BYTES:
-        raise APIError(413, "body_too_large", f"request bodies are at most {MAX_BODY_BYTES} bytes")
     raw = request.content.read(MAX_BODY_BYTES + 1) if request.content is not None else b""
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise APIError(400, "malformed_json", f"the request body is not valid JSON: {e}") from None
+    if len(raw) > MAX_BODY_BYTES:
+        raise APIError(413, "body_too_large", f"request bodies are at most {MAX_BODY_BYTES} bytes")
+    if not raw:
+        raise APIError(400, "missing_value", 'this request takes a JSON body {"value": ...}')
+    body = inputs.loads(raw)
     if not isinstance(body, dict) or "value" not in body:
         raise APIError(400, "missing_value", 'the request body is a JSON object {"value": ...}')
+    unknown = sorted(set(body) - {"value"})
+    if unknown:
+        raise APIError(400, "unknown_field", f'the request body has only "value", not {unknown[0][:40]!r}')
     return body["value"]
 
 
 def _query(request: Request, name: str, default: str | None) -> str | None:
-    values = request.args.get(name.encode())
-    return values[-1].decode("utf-8", "replace") if values else default
+    """A query parameter, as ``_dispatch`` checked them against the route."""
+    query: dict[str, str] = getattr(request, "query", {})
+    return query.get(name, default)
 
 
 def _write_json(request: Request, status: int, body: object) -> None:

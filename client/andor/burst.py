@@ -45,7 +45,21 @@ if TYPE_CHECKING:
     from andor.camera import Camera
     from andor.progress import BurstProgress
 
+
+def _json_or_text(body: bytes | None) -> object:
+    """A refused handshake's body: the server's JSON error, or its text."""
+    try:
+        return json.loads(body or b"")
+    except ValueError:
+        return (body or b"").decode("utf-8", "replace")[:500]
+
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING = 0x1, 0x2, 0x8, 0x9
+RECONNECTS = 5  # a stream that breaks (the server dropped a reader that paused past its ping timeout, a
+# network blip) is opened again this many times in all, reading on from the first frame not yet read
+
+
+class StreamBroken(ServerUnreachable):
+    """The stream's connection ended without a Close: worth opening again."""
 
 
 class BurstFrames(collections.abc.Generator):
@@ -88,6 +102,7 @@ class BurstFrames(collections.abc.Generator):
         self._progress = progress  # a progress bar: True, False, or None (on a terminal)
         self._bar: BurstProgress | None = None
         self._desc: str | None = None  # the bar's label (the file, when saving)
+        self._reconnects = 0
 
     def __repr__(self) -> str:
         return f"<BurstFrames of burst {self.id}: {len(self._numbers)} of {self.frames} frames read>"
@@ -250,7 +265,17 @@ class BurstFrames(collections.abc.Generator):
                 self._connect()
                 if _progress.wanted(self._progress):
                     self._bar = _progress.BurstProgress(self.id, self.frames, self._camera.burst_status, self._desc)
-            image = self._read_frame()
+            while True:
+                try:
+                    image = self._read_frame()
+                    break
+                except StreamBroken:
+                    if self._reconnects >= RECONNECTS:
+                        raise
+                    self._reconnects += 1
+                    self._drop_connection()
+                    self._connect()  # the server sends again from the first frame not acknowledged
+                    self._acknowledged = -1  # acknowledgements lost with the connection are sent again
             if self._bar is not None:
                 self._bar.frame(image.nbytes)
             return image
@@ -281,14 +306,27 @@ class BurstFrames(collections.abc.Generator):
 
     # ---- the stream ----
 
+    def _drop_connection(self) -> None:
+        ws, self._ws, self._sock = self._ws, None, None
+        self._ahead_start = self._ahead_end = 0  # what was read ahead was of the broken connection
+        if ws is not None:
+            try:
+                ws.shutdown()
+            except Exception:  # it is broken already
+                pass
+
     def _connect(self) -> None:
         cam = self._camera
-        url = f"ws://{cam.host}:{cam.port}{self._stream}"
+        url = cam.stream_url(self._stream)
         # frames may be that far apart: two frame periods, or the time allowed for a trigger
         timeout = cam.timeout + (2.0 / self.fps if self.fps else 0.0) + (self.status.get("trigger_timeout") or 0.0)
         try:
             self._ws = websocket.create_connection(
-                url, timeout=timeout, sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))
+                url, timeout=timeout, sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+                header=[f"{name}: {value}" for name, value in cam.auth_headers.items()],
+                sslopt={"context": cam.ssl_context} if cam.ssl_context is not None else None)
+        except websocket.WebSocketBadStatusException as e:
+            raise error_for(e.status_code, _json_or_text(e.resp_body)) from None
         except (OSError, websocket.WebSocketException) as e:
             raise ServerUnreachable(f"cannot open the burst stream {url}: {e}") from None
         self._sock = self._ws.sock
@@ -298,12 +336,18 @@ class BurstFrames(collections.abc.Generator):
         while True:
             opcode, length = self._read_frame_header()
             if opcode == OP_BINARY:
-                return self._read_image(length)
+                image = self._read_image(length)
+                if image is None:
+                    continue
+                return image
             payload = self._read_bytes(length)
             if opcode == OP_TEXT:
                 self._handle_text(payload)
             elif opcode == OP_PING and self._ws is not None:
-                self._ws.pong(payload)
+                try:
+                    self._ws.pong(payload)
+                except OSError as e:
+                    raise StreamBroken(f"the burst stream broke: {e}") from None
             elif opcode == OP_CLOSE:
                 code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
                 raise ServerUnreachable(f"the server closed the burst stream ({code}: "
@@ -325,7 +369,8 @@ class BurstFrames(collections.abc.Generator):
             length = struct.unpack_from("!Q", head, 2)[0]
         return first & 0x0F, length
 
-    def _read_image(self, length: int) -> np.ndarray:
+    def _read_image(self, length: int) -> np.ndarray | None:
+        """The frame of a binary message; None for a frame read before the stream was opened again."""
         if length < wire.HEADER_SIZE:
             raise wire.WireError(f"a {length}-byte binary message is too short for a frame")
         header = memoryview(self._header)[14:]
@@ -337,13 +382,19 @@ class BurstFrames(collections.abc.Generator):
         self._read_into(image.data.cast("B"))
         number = fields["frame_number"]
         expected = self._numbers[-1] + 1 if self._numbers else number
-        if fields["burst_id"] != self.id or number != expected:
+        again = bool(self._numbers) and number < expected  # sent again after a reconnect: read already
+        if fields["burst_id"] != self.id or (number != expected and not again):
             raise AndorError(f"expected frame {expected} of burst {self.id}, got frame {number} of burst "
                              f"{fields['burst_id']}")
         # acknowledging every frame would cost the server more than the frame; half the window is enough
         if (number - self._acknowledged >= max(1, self._window // 2) or number == self.frames - 1) and self._ws:
-            self._ws.send(json.dumps({"ack": number}))
+            try:
+                self._ws.send(json.dumps({"ack": number}))
+            except OSError as e:
+                raise StreamBroken(f"the burst stream broke: {e}") from None
             self._acknowledged = number
+        if again:
+            return None
         self._numbers.append(number)
         self._ticks.append(-1 if fields["ticks"] is None else fields["ticks"])
         if fields["ticks"] is not None:
@@ -362,7 +413,8 @@ class BurstFrames(collections.abc.Generator):
             if message.get("error") in ("burst_discarded", "no_such_burst"):
                 details = {k: v for k, v in message.items() if k not in ("type", "error", "message")}
                 raise BurstDiscarded(message.get("message"), code=message["error"], details=details)
-            error = error_for(500, message)
+            refused = {"burst_has_reader": 409, "burst_refused": 403}.get(message.get("error"))
+            error = error_for(refused or 500, message)
             self._ended_by(error)
             raise error
 
@@ -409,7 +461,7 @@ class BurstFrames(collections.abc.Generator):
             raise ServerUnreachable(f"no data from the server for {self._sock.gettimeout():.0f} s "
                                     f"while reading burst {self.id}") from None
         except OSError as e:
-            raise ServerUnreachable(f"the burst stream broke: {e}") from None
+            raise StreamBroken(f"the burst stream broke: {e}") from None
         if n == 0:
-            raise ServerUnreachable(f"the server closed the stream of burst {self.id}")
+            raise StreamBroken(f"the server closed the stream of burst {self.id}")
         return n

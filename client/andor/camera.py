@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import ssl
 import urllib.parse
 from dataclasses import dataclass
 from collections.abc import Callable
@@ -48,20 +50,42 @@ class SnapFrame:
 
 
 class Camera:
-    """One camera server, at ``addr`` ("host:port" or "http://host:port")."""
+    """One camera server, at ``addr`` ("host:port", "http://host:port" or "https://host:port").
 
-    def __init__(self, addr: str, timeout: float = 60.0) -> None:
+    ``token``: the server's token for this user (default: $ANDOR_TOKEN), needed when the server listens
+    beyond loopback. ``verify`` (https only): True (the system's certificate authorities), the path of a
+    CA file (a self-signed server's certificate, say), or False (no check: only for a trial)."""
+
+    def __init__(self, addr: str, timeout: float = 60.0, token: str | None = None,
+                 verify: bool | str = True) -> None:
         if "://" not in addr:
             addr = "http://" + addr
         url = urllib.parse.urlsplit(addr)
-        if url.scheme != "http" or not url.hostname:
-            raise ValueError(f"{addr!r} is not host:port or http://host:port")
-        self.host, self.port = url.hostname, url.port or 80
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"{addr!r} is not host:port, http://host:port or https://host:port")
+        self.scheme = url.scheme
+        self.host, self.port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
         self.timeout = timeout
+        self.token = token if token is not None else os.environ.get("ANDOR_TOKEN") or None
+        self.ssl_context = _ssl_context(verify) if url.scheme == "https" else None
         self._conn: http.client.HTTPConnection | None = None
 
     def __repr__(self) -> str:
-        return f"Camera('{self.host}:{self.port}')"
+        scheme = "https://" if self.scheme == "https" else ""
+        return f"Camera('{scheme}{self.host}:{self.port}')"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """What every request (and the streams' handshakes) carry: the token, if any."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def stream_url(self, path: str) -> str:
+        return f"{'wss' if self.scheme == 'https' else 'ws'}://{self.host}:{self.port}{path}"
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.ssl_context is not None:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.ssl_context)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
     # ---- HTTP ----
 
@@ -74,10 +98,11 @@ class Camera:
         url = "/api/" + path + ("?" + urllib.parse.urlencode(query) if query else "")
         body = None if value is None else json.dumps({"value": value}).encode()
         headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers.update(self.auth_headers)
         data: bytes | bytearray = b""
         for attempt in (1, 2):  # a kept-alive connection the server closed is retried once
             if self._conn is None:
-                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                self._conn = self._connect()
             try:
                 self._conn.request(method, url, body=body, headers=headers)
                 response = self._conn.getresponse()
@@ -315,6 +340,16 @@ class Camera:
         times, ledger and summary); one still being written is followed as it grows."""
         status = self._get("recordings/" + urllib.parse.quote(name, safe=""))
         return BurstFrames(self, status, stream="/stream/recording?" + urllib.parse.urlencode({"name": name}))
+
+
+def _ssl_context(verify: bool | str) -> ssl.SSLContext:
+    """How an https server's certificate is checked: the system's CAs, a CA file, or (False) not at all."""
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
 
 
 def _burst_request(frames: int, fps: float | None, spool: int, trigger: str | None, trigger_timeout: float | None,

@@ -32,7 +32,8 @@ from andor.errors import AndorError
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    cam = Camera(args.server)
+    verify: bool | str = args.verify if args.verify not in (None, "") else True
+    cam = Camera(args.server, token=args.token, verify=verify)
     try:
         return int(args.run(cam, args) or 0)
     except (AndorError, OSError, ValueError) as e:
@@ -127,6 +128,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="andor", description="The andor-twisted camera server from a shell.")
     parser.add_argument("--server", default=os.environ.get("ANDOR_SERVER", "127.0.0.1:8000"),
                         help="HOST:PORT of the server [$ANDOR_SERVER, default 127.0.0.1:8000]")
+    parser.add_argument("--token", default=os.environ.get("ANDOR_TOKEN"),
+                        help="the server's token for you, when it needs one [$ANDOR_TOKEN]")
+    parser.add_argument("--verify", default=os.environ.get("ANDOR_VERIFY"), metavar="CAFILE",
+                        help="for an https:// server: the CA file to check its certificate against "
+                             "[$ANDOR_VERIFY, default: the system's]")
     jobs = parser.add_subparsers(required=True, metavar="JOB")
     snap = jobs.add_parser("snap", help="a snap into a FITS, TIFF or .npy file")
     snap.add_argument("path")

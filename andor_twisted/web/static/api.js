@@ -17,12 +17,39 @@ export async function api(method, path, value) {
     init.body = JSON.stringify({ value });
   }
   let response;
-  try {
-    response = await fetch(`/api/${path}`, init);
-  } catch (e) {
-    throw new ApiError(`cannot reach the server (${method} /api/${path}): ${e.message}`, 0, null);
+  for (let attempt = 1; ; attempt++) {
+    const loginsBefore = logins;
+    try {
+      response = await fetch(`/api/${path}`, init);
+    } catch (e) {
+      throw new ApiError(`cannot reach the server (${method} /api/${path}): ${e.message}`, 0, null);
+    }
+    if (response.status !== 401 || attempt > 1) break;
+    // sent before a login that has succeeded since: try again with its cookie, without asking again
+    if (logins === loginsBefore && !(await logIn())) break;
   }
   return answer(response, `${method} /api/${path}`);
+}
+
+// A server that listens beyond loopback needs a token (docs/security.md): ask for it once, and log in. The
+// server keeps it in an HttpOnly, SameSite=Strict cookie, which this page never sees and other sites never
+// send. True once logged in. Several requests refused at once share one question.
+let loggingIn = null;
+let logins = 0; // successful logins so far
+export function logIn() {
+  if (!loggingIn) {
+    loggingIn = (async () => {
+      const token = window.prompt("This camera server needs a token (ask whoever runs it):");
+      if (!token) return false;
+      const response = await fetch("/api/login", {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ value: token.trim() }),
+      });
+      if (!response.ok) showError("that token was refused");
+      if (response.ok) logins += 1;
+      return response.ok;
+    })().finally(() => { loggingIn = null; });
+  }
+  return loggingIn;
 }
 
 async function answer(response, what) {
