@@ -158,6 +158,8 @@ class Burst:
 
     @defer.inlineCallbacks
     def _run(self, layout: Layout) -> Generator[defer.Deferred[Any], Any, None]:
+        """Capture, stop the camera, and only then tell the reader the end (or the error), with the final
+        time base: a reader told the burst is over may take a snap at once."""
         try:
             # a full spool is refilled in batches: a trip to the SDK thread for every frame acknowledged
             # would cost more than the frame
@@ -177,14 +179,12 @@ class Burst:
             self.took_s = self.clock.seconds() - self.started_at
             self.log.info("taking {n} frames took {took:.3f}s", n=self.frames, took=self.took_s)
             self._to(BurstState.CAPTURED)
-            self.spool.finish()
         except Exception as e:
             if self.state is not BurstState.DISCARDED:  # else discard() has dealt with the spool
                 self.took_s = self.clock.seconds() - self.started_at
                 self.error = self._account(e)
                 self._to(BurstState.FAILED)
                 self.log.error("burst {id} failed: {why}", id=self.id, why=self.error)
-                self.spool.finish(self.error)
         try:
             timebase = yield self.camera.stop()
             if self._irig and self.layout is not None and self.layout.tick_frequency:
@@ -194,6 +194,8 @@ class Burst:
                 self.timebase = timebase
         except Exception as e:
             self.log.error("burst {id}: stopping the acquisition failed: {why}", id=self.id, why=e)
+        if self.state is not BurstState.DISCARDED:  # else discard() has dealt with the spool
+            self.spool.finish(self.error if self.state is BurstState.FAILED else None)
 
     def _account(self, error: Exception) -> Exception:
         """The error that ended the capture, its message saying what came and what was lost, and why."""
