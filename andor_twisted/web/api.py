@@ -206,9 +206,10 @@ class CameraAPI(resource.Resource):
         else:
             self.log.failure("unexpected error serving {method} {uri}", failure, method=request.method, uri=request.uri)
             body = {"error": "internal_error", "message": f"{type(error).__name__}: {error}"}
-        if status >= 500:
-            self.log.error("{method} {uri} -> {status} {message}", method=(request.method or b"").decode(),
-                           uri=(request.uri or b"").decode(), status=status, message=body["message"])
+        if status >= 500:  # the camera's failure, an error; a camera still opening (503), a warning
+            log = self.log.warn if isinstance(error, CameraNotReady) else self.log.error
+            log("{method} {uri} -> {status} {message}", method=(request.method or b"").decode(),
+                uri=(request.uri or b"").decode(), status=status, message=body["message"])
         if not finished:
             _write_json(request, status, body)
 
