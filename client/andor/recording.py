@@ -103,7 +103,7 @@ FORMAT_NAMES = {"hdf5": "hdf5", "h5": "hdf5", "zarr": "zarr", "ome-zarr": "zarr"
 INSTALL = "pip install 'andor-client[record]'"
 FLUSH_INTERVAL_S = 1.0  # HDF5 and Zarr: the ledger rows (and HDF5's own metadata) reach the disk this often
 HDF5_GROW_BYTES = 64 << 20  # HDF5: the frames dataset grows by whole frames filling this, at least one
-ZARR_CHUNK_BYTES = 16 << 20  # Zarr: frames per chunk are as many whole frames as fill this, at least one
+ZARR_CHUNK_BYTES = 64 << 20  # Zarr: frames per chunk are as many whole frames as fill this, at least one
 LEDGER_CHUNK = 4096  # ledger rows per chunk in HDF5 and Zarr: 168 KiB, a few chunks for a long burst
 
 # key: (FITS keyword, FITS comment)
@@ -491,7 +491,7 @@ class ZarrRecording(Recording):
     are then written here directly into the chunk files, as zarr would (no compressor, no filters: a
     chunk is its frames' bytes in C order), because zarr's own path costs several times the write itself.
 
-    A chunk holds as many whole frames as fill ZARR_CHUNK_BYTES (one 2560x2160 frame, 32 of 512x512):
+    A chunk holds as many whole frames as fill ZARR_CHUNK_BYTES (five 2560x2160 frames, 128 of 512x512):
     a chunk's file and its two folders cost 0.3 to 5 ms to create here, more than writing a 512x512 frame. Frames are
     written into the chunk's file as they come, and when a chunk is complete ``0/.zarray`` is rewritten
     with the array's new length, so readers see whole chunks only. ``close`` pads the last
