@@ -70,17 +70,21 @@ class Recordings:
             for library in ("h5py", "zarr"):
                 importlib.import_module(library)
 
+    def _data_dir(self) -> str:
+        if self.directory is None:
+            raise NoDataDirectory("this server records nothing: start it with --data-dir DIRECTORY")
+        return self.directory
+
     def path_for(self, name: str) -> str:
         """Where recording ``name`` goes (".h5" added to a name without .h5, .hdf5 or .zarr), checked: a
         plain file name, no such recording yet."""
-        if self.directory is None:
-            raise NoDataDirectory("this server records nothing: start it with --data-dir DIRECTORY")
-        if not isinstance(name, str) or not NAME.match(name) or ".." in name:
+        directory = self._data_dir()
+        if not _plain_name(name):
             raise InvalidValue("wrong_value", f"a recording's name is letters, digits, '.', '_' and '-' (at most "
                                               f"100, not starting with '.' or '-'), not {name!r}")
         if os.path.splitext(name)[1].lower() not in FORMATS:
             name += ".h5"
-        path = os.path.join(self.directory, name)
+        path = os.path.join(directory, name)
         if name in self.active or os.path.lexists(path):
             raise RecordingExists(f"there is a recording {name!r} already; choose another name", name=name)
         return path
@@ -91,15 +95,20 @@ class Recordings:
         name = os.path.basename(path)
         recorder = Recorder(path, self.reactor)
         self.active[name] = recorder
-        recorder.done.addBoth(lambda result: (self.active.pop(name, None), result)[1])
+
+        def finished(_: None) -> None:
+            del self.active[name]
+
+        recorder.done.addCallback(finished)
         return recorder.create(shape, dtype, frames)
 
     def list(self) -> defer.Deferred[list[dict[str, Any]]]:
         """The recordings in the data directory, newest first: name, format, bytes, modified (UTC seconds),
         whether one is being written."""
-        if self.directory is None:
-            return defer.fail(NoDataDirectory("this server records nothing: start it with --data-dir DIRECTORY"))
-        directory, active = self.directory, set(self.active)
+        try:
+            directory, active = self._data_dir(), set(self.active)
+        except NoDataDirectory:
+            return defer.fail()
 
         def scan() -> list[dict[str, Any]]:
             found = []
@@ -119,11 +128,12 @@ class Recordings:
             if self.active[name].burst is None:
                 return defer.fail(NoSuchRecording(f"{name} is being created: its burst is arming", name=name))
             return defer.succeed(self.active[name])
-        if self.directory is None:
-            return defer.fail(NoDataDirectory("this server records nothing: start it with --data-dir DIRECTORY"))
-        path = os.path.join(self.directory, name)
-        if not NAME.match(name) or ".." in name or os.path.splitext(name)[1].lower() not in FORMATS \
-                or not os.path.exists(path):
+        try:
+            directory = self._data_dir()
+        except NoDataDirectory:
+            return defer.fail()
+        path = os.path.join(directory, name)
+        if not _plain_name(name) or os.path.splitext(name)[1].lower() not in FORMATS or not os.path.exists(path):
             return defer.fail(NoSuchRecording(f"there is no recording {name!r}; GET /api/recordings lists them",
                                               name=name))
         return FinishedRecording.open(path, self.reactor)
@@ -238,9 +248,9 @@ class Recorder(RecordingSource):
                 self.written += len(frames)
                 spool.acknowledge(frames[-1].frame_number)
                 self._wake()
+        except RecordingError:  # a write failed: ``_finished`` ends the burst
+            raise
         except Exception as e:  # the burst failed or was discarded: the file keeps what came before
-            if isinstance(e, RecordingError):
-                raise
             self.error = e
         self.log.info("recording {name}: {n} frames written in {took:.3f}s", name=self.name, n=self.written,
                       took=self.reactor.seconds() - started)
@@ -438,6 +448,11 @@ def ledger_array(ledger: dict[str, list[Any]]) -> np.ndarray:
     rows["late"] = rows["late_by_s"] > 0
     rows["lost"] = ledger["lost"]
     return rows
+
+
+def _plain_name(name: object) -> bool:
+    """A file name in the data directory, no path: what a recording's name may be."""
+    return isinstance(name, str) and NAME.match(name) is not None and ".." not in name
 
 
 def _remove(path: str) -> None:
