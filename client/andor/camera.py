@@ -285,13 +285,13 @@ class Camera:
             seconds to wait for each trigger before the burst ends with an error (default 60)
         reader_rate : float
             bytes per second this reader expects to take, for the server's plan (``frames.plan``)
+        progress : bool
+            a tqdm progress bar on stderr while the frames are read: frames, MB/s and the server's spool
+            use. None (the default): only when stderr is a terminal
         record : str
             a name ("run1.h5", "run1.zarr"; ".h5" if it has neither): the server writes the burst into
             its data directory (its --data-dir) at the camera's pace, and this generator reads the frames
             back from that recording at its own pace; ``recording(name)`` reads it again later
-        progress : bool
-            a tqdm progress bar on stderr while the frames are read: frames, MB/s and the server's spool
-            use. None (the default): only when stderr is a terminal
 
         Returns
         -------
@@ -335,11 +335,12 @@ class Camera:
         (seconds since 1970, UTC) and whether it is still being written."""
         return self._get("recordings")
 
-    def recording(self, name: str) -> BurstFrames:
+    def recording(self, name: str, progress: bool | None = None) -> BurstFrames:
         """A recording in the server's data directory, read back as a burst's generator (its frames,
         times, ledger and summary); one still being written is followed as it grows."""
         status = self._get("recordings/" + urllib.parse.quote(name, safe=""))
-        return BurstFrames(self, status, stream="/stream/recording?" + urllib.parse.urlencode({"name": name}))
+        return BurstFrames(self, status, progress,
+                           stream="/stream/recording?" + urllib.parse.urlencode({"name": name}))
 
 
 def _ssl_context(verify: bool | str) -> ssl.SSLContext:
