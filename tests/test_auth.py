@@ -281,10 +281,8 @@ class BurstOwnershipTests(AuthTestCase):
         alice = self.camera(ALICE)
         yield threads.deferToThread(alice.aoi, {"width": 64, "height": 64})
         yield threads.deferToThread(alice.exposure_time, 0.001)
-        status, _, started = yield self.raw("POST", "/api/burst", {"value": {"frames": 6, "fps": 100,
-                                                                             "viewers": ["vic"]}}, token=ALICE)
-        self.assertEqual(status, 200, started)
-        burst_id = started["value"]["id"]
+        started = yield threads.deferToThread(lambda: alice.burst(6, 100, viewers=["vic"]))
+        burst_id = started.id
         first, code = yield threads.deferToThread(self.read_first, VAL, burst_id)
         self.assertEqual((first["error"], code), ("burst_refused", 4403))
         self.assertIn("'val' may not read it", first["message"])

@@ -258,7 +258,8 @@ class Camera:
 
     def burst(self, frames: int, fps: float | None = None, serverSpool: int = 0, trigger: str | None = None,
               trigger_timeout: float | None = None, reader_rate: float | None = None,
-              progress: bool | None = None, record: str | None = None) -> BurstFrames:
+              progress: bool | None = None, record: str | None = None,
+              viewers: list[str] | None = None) -> BurstFrames:
         """Take a burst of images, returned as a generator of 2-D arrays.
 
         The server starts capturing as soon as it gets the request, before this returns, whether or
@@ -292,6 +293,9 @@ class Camera:
             a name ("run1.h5", "run1.zarr"; ".h5" if it has neither): the server writes the burst into
             its data directory (its --data-dir) at the camera's pace, and this generator reads the frames
             back from that recording at its own pace; ``recording(name)`` reads it again later
+        viewers : list of str
+            names of viewer tokens that may read this burst too (on a server with tokens: the burst is
+            otherwise read only by the token that started it and by controllers)
 
         Returns
         -------
@@ -304,6 +308,8 @@ class Camera:
         request = _burst_request(frames, fps, serverSpool, trigger, trigger_timeout, reader_rate)
         if record is not None:
             request["record"] = record
+        if viewers is not None:
+            request["viewers"] = list(viewers)
         return BurstFrames(self, json.loads(self._request("POST", "burst", request)[1])["value"], progress)
 
     def plan_burst(self, frames: int, fps: float | None = None, serverSpool: int = 0, trigger: str | None = None,
