@@ -254,6 +254,9 @@ class Burst:
             if self._capture is not None:
                 self._capture.cancel()
             self.spool.discard(self.error)
+            recorder = self.recorder
+            if recorder is not None:  # once its file is finished
+                recorder.done.addCallback(lambda _: recorder.release())
         return self.when_captured()
 
     def status(self) -> BurstStatus:

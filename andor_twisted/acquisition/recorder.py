@@ -185,7 +185,7 @@ class Recorder(RecordingSource):
         self.recording: Recording | None = None
         self.done: defer.Deferred[None] = defer.Deferred()  # fires once the file is finished (never fails)
         self._waiters: list[defer.Deferred[None]] = []
-        self._file_closed = False  # in the recorder's thread: the file is finished, read it anew
+        self._reader: RecordingReader | None = None  # the finished file, opened once, for readers after it
         # one thread: the file's libraries are not shared between threads, and frames are written in order
         self._pool = ThreadPool(1, 1, f"andor-record-{self.name}")
         self._pool.start()
@@ -302,9 +302,10 @@ class Recorder(RecordingSource):
             d.callback(None)
 
     def _close(self, ledger: np.ndarray, meta: dict[str, Any]) -> None:
+        """Finish the file, and open it once for the readers still to come (opening it reads its ledger)."""
         assert self.recording is not None
-        self._file_closed = True
         self.recording.close(ledger=ledger, metadata=meta)
+        self._reader = RecordingReader(self.path)
 
     def read(self, k: int) -> defer.Deferred[np.ndarray]:
         if self.ended:  # the recorder's thread has stopped
@@ -313,11 +314,16 @@ class Recorder(RecordingSource):
 
     def _read(self, k: int) -> np.ndarray:
         """In the recorder's thread, in order with the writes (or in another once it has stopped)."""
-        if self._file_closed:
-            with RecordingReader(self.path) as reader:
-                return reader.frame(k)
+        if self._reader is not None:
+            return self._reader.frame(k)
         assert self.recording is not None
         return self.recording.read(k)
+
+    def release(self) -> None:
+        """Its burst is gone: close the finished file."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), reader.close)
 
     def progress(self) -> defer.Deferred[None]:
         if self.ended:
