@@ -11,6 +11,8 @@ import shutil
 import urllib.error
 import urllib.request
 
+from twisted.trial import unittest
+
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 TIMEOUT_MS = 15000  # for anything that waits on the server
 VIEWPORT = {"width": 1280, "height": 800}
@@ -30,6 +32,15 @@ def missing():
     if not chromium_path():
         return "no Chromium found: apt-get install chromium, or point ANDOR_TEST_CHROMIUM at one"
     return None
+
+
+def require_browser(test):
+    """Skip ``test`` (a TestCase) where the browser tests cannot run; under CI=true, fail it instead."""
+    why = missing()
+    if why:
+        if os.environ.get("CI") == "true":
+            test.fail(f"the browser tests must run in CI (CI=true), but cannot: {why}")
+        raise unittest.SkipTest(why)
 
 
 @contextlib.contextmanager

@@ -46,11 +46,7 @@ class BrowserTestCase(unittest.TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        why = browser_support.missing()
-        if why:
-            if os.environ.get("CI") == "true":
-                self.fail(f"the browser tests must run in CI (CI=true), but cannot: {why}")
-            raise unittest.SkipTest(why)
+        browser_support.require_browser(self)
         self.server = LoopbackServer()
         yield self.server.start()
         self.address = self.server.address

@@ -2,7 +2,6 @@
 origin cannot start a burst or open a stream, and a DNS-rebinding page (another name resolving to the
 server's address) is refused (issue 11). Skips like tests/test_browser.py without Chromium."""
 
-import os
 
 from twisted.internet import defer, reactor, threads
 from twisted.internet.testing import EventLoggingObserver
@@ -60,11 +59,7 @@ class ChromiumCase(unittest.TestCase):
 
     @defer.inlineCallbacks
     def setUp(self):
-        why = browser_support.missing()
-        if why:
-            if os.environ.get("CI") == "true":
-                self.fail(f"the browser tests must run in CI (CI=true), but cannot: {why}")
-            raise unittest.SkipTest(why)
+        browser_support.require_browser(self)
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         self.server = LoopbackServer()
         yield self.server.start()
