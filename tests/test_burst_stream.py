@@ -53,9 +53,9 @@ class StreamFixture(unittest.TestCase):
     def tearDown(self):
         return self.server.stop()
 
-    def client(self, fn, *args):
+    def client(self, fn, *args, **kwargs):
         """Run blocking client code in a thread while the reactor serves it."""
-        return threads.deferToThread(fn, *args)
+        return threads.deferToThread(fn, *args, **kwargs)
 
     def burst(self, *args):
         return self.client(self.cam.burst, *args)

@@ -12,35 +12,24 @@ import os
 import h5py
 import numpy as np
 import zarr
-from twisted.internet import defer, threads
-from twisted.trial import unittest
+from twisted.internet import defer
 
 import andor
 from andor.recording import Hdf5Recording, RecordingReader
 
-from tests.helpers import LoopbackServer
-from tests.test_burst_stream import FPS, FRAME_BYTES, SLOW, read_slowly
+from tests.test_burst_stream import FPS, SLOW, StreamFixture, read_slowly
 
 
-class RecordingFixture(unittest.TestCase):
+class RecordingFixture(StreamFixture):
+    """The burst streams' server and camera, with a data directory (unless ``data_dir`` is False)."""
+
     data_dir = True
 
-    @defer.inlineCallbacks
     def setUp(self):
         self.directory = os.path.abspath(self.mktemp())
         os.makedirs(self.directory)
-        self.server = LoopbackServer()
-        args = ("--data-dir", self.directory) if self.data_dir else ()
-        yield self.server.start("--sim-onboard-memory", str(4 * FRAME_BYTES), *args)
-        self.cam = self.server.cam
-        yield self.client(self.cam.aoi, {"width": 64, "height": 64})
-        yield self.client(self.cam.exposure_time, 0.001)
-
-    def tearDown(self):
-        return self.server.stop()
-
-    def client(self, fn, *args, **kwargs):
-        return threads.deferToThread(fn, *args, **kwargs)
+        self.sim = ("--data-dir", self.directory) if self.data_dir else ()
+        return super().setUp()
 
 
 class ServerRecordingTests(RecordingFixture):
