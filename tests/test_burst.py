@@ -21,12 +21,15 @@ from andor_twisted.protocol.burst import BurstState
 from tests.helpers import open_clock_camera, result_of
 
 FPS = 100.0
+CAMERA_BUFFERS = burst_module.camera_buffers  # before the fixture patches it
 TICKS_PER_FRAME = 1_000_000  # the simulated clock counts 100 MHz
 
 
 class BurstFixture:
     def setUp(self, **overrides):
         overrides.setdefault("onboard_memory_bytes", 3 * (64 * 64 * 2 + 64))  # three frames of on-head memory
+        # the camera's 8 buffers, as for large frames (small ones get more: test_small_frames_more_buffers)
+        self.patch(burst_module, "camera_buffers", lambda message_bytes: burst_module.BURST_BUFFERS)
         self.camera, self.sdk_cam, self.clock = open_clock_camera(**overrides)
         result_of(self.camera.set_aoi({"width": 64, "height": 64}))
         result_of(self.camera.set("ExposureTime", 0.001))
@@ -98,6 +101,20 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
         self.assertEqual(burst.state, BurstState.DONE)
         self.assertLessEqual(len(seen), 20 + 8)  # the spool and the queue: the spares are the spool's
 
+    def test_small_frames_more_buffers(self):
+        """Small frames get as many camera buffers as a trip takes: frames held back in them refill a
+        small spool at once as the reader frees it, and the camera's own memory fills that much later."""
+        self.patch(burst_module, "camera_buffers", CAMERA_BUFFERS)
+        burst = self.successResultOf(self.start(300, FPS, 2))
+        self.assertEqual(burst.spool.hold, burst_module.trip_frames(burst.message_bytes))
+        self.clock.pump([0.01] * 300)
+        self.assertEqual((burst.spool.frames, burst.spool.held), (2, 256))
+        self.assertEqual(burst.state, BurstState.CAPTURING)  # the other 42 on the camera (3 in its memory)
+        frames = self.read(burst, 300)
+        self.assertEqual([f.frame_number for f in frames], list(range(300)))
+        self.assertEqual(burst.spool.high_water_frames, 2)
+        self.assertEqual(burst.state, BurstState.DONE)
+
     def test_buffers_go_round_with_a_large_spool(self):
         """With a spool larger than the camera's queue and a reader that reads in bursts, the buffers it
         frees are all queued again (a new buffer costs a page fault per page): the camera never holds
@@ -156,13 +173,13 @@ class BurstTests(BurstFixture, unittest.SynchronousTestCase):
     def test_settings_wait_for_the_capture(self):
         """Settings are refused (409) while a burst captures, and free again once its last frame is off
         the camera, even with frames still unread."""
-        burst = self.successResultOf(self.start(10, FPS, 2))
+        burst = self.successResultOf(self.start(20, FPS, 2))  # 2 in the spool, 8 held back: 10 on the camera
         self.failureResultOf(self.camera.set("ExposureTime", 0.002), AcquisitionRunning)
         self.failureResultOf(self.camera.snap(), AcquisitionRunning)
         refused = self.failureResultOf(self.arbiter.request(Purpose.SETTING, "PUT /api/exposure_time"),
                                        AcquisitionRunning).value
         self.assertEqual(refused.details["busy_with"], f"burst {burst.id}")
-        self.read(burst, 8)
+        self.read(burst, 10)
         self.assertEqual(burst.state, BurstState.CAPTURED)
         self.assertIsNone(self.arbiter.busy_with())
         self.successResultOf(self.arbiter.request(Purpose.SETTING, "PUT /api/exposure_time")).release()

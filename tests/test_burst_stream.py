@@ -20,6 +20,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
 import andor
+from andor_twisted.acquisition import burst as burst_module
 
 from tests.helpers import LoopbackServer
 
@@ -44,6 +45,8 @@ class StreamFixture(unittest.TestCase):
     @defer.inlineCallbacks
     def setUp(self):
         self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        # the camera's 8 buffers, as for large frames, so that a short burst of these small ones fills them
+        self.patch(burst_module, "camera_buffers", lambda message_bytes: burst_module.BURST_BUFFERS)
         self.server = LoopbackServer()
         yield self.server.start("--sim-onboard-memory", str(4 * FRAME_BYTES), *self.sim)
         self.cam = self.server.cam

@@ -284,6 +284,26 @@ class BufferTests(unittest.TestCase):
         run(clock, camera.stop())
         self.assertEqual(camera._views, {})
 
+    def test_frames_taken_without_a_buffer_in_their_place(self):
+        """Only the first ``replace`` frames lent get a buffer queued in their place, so frames held
+        back leave the camera with fewer buffers; a later trip queues buffers up to ``queued`` (buffers
+        given back first), and the frames keep coming in order."""
+        camera, device, clock = open_clock_camera(model="ideal", arm_latency_s=0.0)
+        result_of(camera.set_aoi({"width": 64, "height": 64}))
+        layout = result_of(camera.start("test", 4, 100.0))
+        camera.keep_buffers(8)
+        clock.advance(1.0)  # frames wait in the camera
+        taken = run(clock, camera.next_frames(layout, 0, 3, lend=True, replace=1))
+        self.assertEqual(len(device._queue), 4 - 3 + 1)
+        camera.give_back(taken[0].buffer)
+        more = run(clock, camera.next_frames(layout, 3, 2, lend=True, queued=4, replace=0))
+        self.assertEqual(len(device._queue), 4 - 2)  # topped up to 4 (one given back, one new), then 2 taken
+        self.assertIn(id(taken[0].buffer), [id(device_buffer) for device_buffer in camera._queued.values()]
+                      + [id(f.buffer) for f in more])
+        self.assertEqual([f.frame_number for f in taken + more], list(range(5)))
+        self.assertEqual(np.diff([f.ticks for f in taken + more]).tolist(), [1_000_000] * 4)
+        run(clock, camera.stop())
+
     def test_matched_by_pointer(self):
         """The SDK returning buffers in another order than they were queued (here: its queue reversed)
         costs nothing: each frame is read from the buffer the SDK names."""

@@ -135,9 +135,53 @@ class SpoolTests(unittest.SynchronousTestCase):
         self.assertEqual((spool.frames, spool.bytes), (0, 0))
 
 
+    def test_frames_held_back_until_room(self):
+        """Frames put beyond the capacity are held back: the reader cannot have them, room counts them,
+        and each acknowledgement lets them in, in order, at once; a discard drops them too."""
+        spool = Spool(2, hold=3)
+        self.assertEqual(spool.free, 5)
+        spool.put_all([frame(n) for n in range(4)])
+        self.assertEqual((spool.frames, spool.held, spool.free, spool.captured), (2, 2, 1, 4))
+        self.assertEqual(spool.newest().frame_number, 3)  # a viewer may look at a frame held back
+        self.assertEqual([f.frame_number for f in spool.take(10, 10**6)], [0, 1])
+        reader = spool.next()
+        self.assertNoResult(reader)  # frames held back are not for the reader yet
+        room = spool.room(2)
+        self.assertNoResult(room)
+        spool.acknowledge(0)
+        self.assertEqual(self.successResultOf(reader).frame_number, 2)  # let in by the acknowledgement
+        self.assertEqual((spool.frames, spool.held, spool.free), (2, 1, 2))
+        self.successResultOf(room)
+        spool.acknowledge(1)
+        self.assertEqual((spool.frames, spool.held, spool.free), (2, 0, 3))
+        self.assertEqual([f.frame_number for f in spool.take(10, 10**6)], [3])
+        self.assertRaises(ValueError, spool.put_all, [frame(n) for n in range(4, 8)])  # more than free
+        spool.put_all([frame(n) for n in range(4, 7)])
+        self.assertEqual(spool.held, 3)
+        spool.discard(RuntimeError("replaced"))
+        self.assertEqual((spool.frames, spool.held), (0, 0))
+
+    def test_held_back_frames_read_once_in_order(self):
+        """Through a small spool with frames held back, a reader acknowledging as it goes gets every
+        frame exactly once, in order, never more than the capacity unacknowledged."""
+        spool = Spool(3, hold=4)
+        got, put = [], 0
+        while len(got) < 50:
+            fits = min(spool.free, 50 - put)
+            spool.put_all([frame(n) for n in range(put, put + fits)])
+            put += fits
+            batch = spool.take(10, 10**6)
+            self.assertLessEqual(spool.in_flight, spool.capacity)
+            got += [f.frame_number for f in batch]
+            if batch:
+                spool.acknowledge(batch[-1].frame_number)
+        self.assertEqual(got, list(range(50)))
+        self.assertEqual(spool.high_water_frames, 3)
+
+
 class FrameSenderTests(unittest.SynchronousTestCase):
     def setUp(self):
-        self.spool = Spool(100)
+        self.spool = Spool(1000)
         self.transport = StringTransport()
         self.ended = []
         self.sender = FrameSender(self.transport, self.spool, self.ended.append, AckWindow(WINDOW_FRAMES),
@@ -182,7 +226,7 @@ class FrameSenderTests(unittest.SynchronousTestCase):
         self.sender.window = AckWindow(4)
         writes = []
         write = self.sender.write
-        self.sender.write = lambda parts: (writes.append(len(parts)), write(parts))
+        self.sender.write = lambda parts, at_once: (writes.append(len(parts)), write(parts, at_once))[1]
         self.sender.resumeProducing()  # nothing spooled: it waits for a frame
         self.spool.put_all([frame(n) for n in range(6)])
         self.assertEqual(self.sent(), [0, 1, 2, 3])
@@ -192,6 +236,28 @@ class FrameSenderTests(unittest.SynchronousTestCase):
         self.sender.acknowledge(3)
         self.assertEqual(self.sent(), [4, 5])
         self.assertEqual((self.spool.captured, self.spool.sent, self.spool.acknowledged), (6, 6, 4))
+
+    def test_next_batch_at_once_when_the_socket_took_the_last(self):
+        """A write the socket took whole (the writer says so) leaves the transport free: the next batch
+        goes out at once, within the window; a write it did not take waits for resumeProducing. Small
+        frames are asked to go at once, large ones not."""
+        size = sender_module.BATCH_BYTES // 2 - 1024  # two frames to a batch
+        writes = []
+        for took_all in (False, True):
+            writes.clear()
+            self.setUp()
+            self.sender.window = AckWindow(4)
+            self.sender.write = lambda parts, at_once, took_all=took_all: (writes.append((len(parts) // 2, at_once)),
+                                                                           took_all)[1]
+            self.spool.put_all([frame(n, size) for n in range(6)])
+            self.sender.resumeProducing()
+            self.assertEqual(writes, [(2, False), (2, False)] if took_all else [(2, False)])
+        self.setUp()
+        self.sender.write = lambda parts, at_once: (writes.append((len(parts) // 2, at_once)), False)[1]
+        writes.clear()
+        self.spool.put(frame(0, 1024))
+        self.sender.resumeProducing()
+        self.assertEqual(writes, [(1, True)])
 
     def test_batch_in_bytes(self):
         """One write holds at most BATCH_BYTES of frames, but always one frame."""

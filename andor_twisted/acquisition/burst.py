@@ -36,7 +36,9 @@ from andor_twisted.protocol.access import ANONYMOUS, Principal
 from andor_twisted.protocol.burst import BurstState, BurstStatus, FrameTiming, Lifecycle
 from andor_twisted.protocol.timebase import TimeBase
 
-BURST_BUFFERS = 8  # SDK buffers queued for a burst: frames that may leave the camera while the spool is full
+BURST_BUFFERS = 8  # SDK buffers queued for a burst, at least: frames that may leave the camera while the spool
+# is full (the spool holds them back, and lets them in as soon as the reader makes room); small frames get
+# as many as one trip takes (``camera_buffers``)
 REFILL = 8  # a full spool waits for room for this many frames (a quarter of a small spool) before taking more
 TRIP_BYTES = 4 * 1024 * 1024  # frames taken in one trip to the SDK thread: about this many bytes ...
 TRIP_FRAMES = 256  # ... and at most this many frames (but always one). A trip is short, so the reader gets
@@ -134,7 +136,8 @@ class Burst:
         if self.spool.capacity < self.requested_spool:
             self.log.warn("burst {id}: the spool holds {n} frames, not {asked}, within --spool-memory-limit",
                           id=self.id, n=self.spool.capacity, asked=self.requested_spool)
-        self.camera.keep_buffers(self.spool.capacity)
+        self.spool.hold = min(self.frames, camera_buffers(self.message_bytes))  # queued by the first trip
+        self.camera.keep_buffers(self.spool.capacity + self.spool.hold)
         self.fps = layout.frame_rate
         self.layout = layout
         self.timebase = layout.timebase
@@ -165,17 +168,22 @@ class Burst:
             # would cost more than the frame
             refill = min(REFILL, max(1, self.spool.capacity // 4))
             trip = trip_frames(self.message_bytes)
-            while self.spool.captured < self.frames:
-                self.spool_was_full = self.spool_was_full or self.spool.full
-                yield self.spool.room(min(refill if self.spool.full else 1, self.frames - self.spool.captured))
-                want = min(self.spool.capacity - self.spool.frames, self.frames - self.spool.captured, trip)
-                batch = yield self.camera.next_frames(layout, self.spool.captured, want, self._pack, lend=True)
+            spool = self.spool
+            while spool.captured < self.frames:
+                self.spool_was_full = self.spool_was_full or spool.full
+                yield spool.room(min(refill if spool.full else 1, self.frames - spool.captured))
+                # frames beyond the spool's room keep their buffers from the camera while held back: the
+                # camera gets buffers for them again once they are in the spool
+                room = spool.capacity - spool.frames - spool.held
+                want = min(spool.free, self.frames - spool.captured, trip)
+                batch = yield self.camera.next_frames(layout, spool.captured, want, self._pack, lend=True,
+                                                      queued=spool.hold - spool.held_buffers, replace=room)
                 for frame in batch:
                     self.timing.exposed(frame.ticks)
                     if frame.utc_ns is not None and frame.ticks is not None:
                         stamp = (frame.ticks, frame.utc_ns)
                         self._irig = [self._irig[0] if self._irig else stamp, stamp]
-                self.spool.put_all(batch)  # the reader takes them together
+                spool.put_all(batch)  # the reader takes them together
             self.took_s = self.clock.seconds() - self.started_at
             self.log.info("taking {n} frames took {took:.3f}s", n=self.frames, took=self.took_s)
             self._to(BurstState.CAPTURED)
@@ -337,6 +345,13 @@ class BurstCounts:
         self.frames_acknowledged += spool.acknowledged
         self.frames_late += burst.timing.late_frames
         self.bytes_sent += spool.bytes_sent
+
+
+def camera_buffers(message_bytes: int) -> int:
+    """How many SDK buffers a burst of ``message_bytes`` frames keeps queued: BURST_BUFFERS, or as many
+    as a trip takes. Small frames come fast: a few buffers would fill within one reactor pass, and
+    frames held back in them refill a small spool while the next trip takes more."""
+    return max(BURST_BUFFERS, trip_frames(message_bytes))
 
 
 def trip_frames(message_bytes: int) -> int:

@@ -5,6 +5,11 @@ A frame enters when it is off the camera (``put``) and leaves when the reader ac
 ``room()``, the reader on ``next()``. Memory is taken frame by frame as frames arrive and given back
 as they are acknowledged, never reserved up front. A frame's pixels may still be in the camera's
 buffer (``frame.buffer``): an acknowledgement hands that buffer to ``give_back``.
+
+A spool may also hold back up to ``hold`` frames beyond its capacity: frames the camera has already
+put in host memory (in the buffers it was given), taken off it early. The reader cannot have them;
+they enter the spool the moment an acknowledgement makes room, so that a small spool refills at once,
+without waiting for a trip to the camera.
 """
 
 from __future__ import annotations
@@ -24,17 +29,19 @@ def _drop(buffer: np.ndarray) -> None:
 
 class Spool:
     def __init__(self, capacity: int, give_back: Callable[[np.ndarray], None] = _drop,
-                 on_acknowledged: Callable[[int], None] | None = None) -> None:
+                 on_acknowledged: Callable[[int], None] | None = None, hold: int = 0) -> None:
         self.capacity = capacity  # frames it may hold, unsent and in flight together
+        self.hold = hold  # frames it may hold back beyond that, until there is room
         self.give_back = give_back
         self.on_acknowledged = on_acknowledged  # told how many frames are acknowledged, before any waiter
         self._unsent: collections.deque[BurstFrame] = collections.deque()
         self._in_flight: collections.deque[BurstFrame] = collections.deque()
+        self._held: collections.deque[BurstFrame] = collections.deque()  # put beyond capacity: not for the reader yet
         self.bytes = 0
         self.in_flight_bytes = 0
         self.high_water_frames = 0
         self.high_water_bytes = 0
-        self.captured = 0  # frames put
+        self.captured = 0  # frames put (held back ones too)
         self.sent = 0  # distinct frames handed to a reader (a frame sent again after a reconnect counts once)
         self.acknowledged = 0  # frames acknowledged, which are frames 0 .. acknowledged - 1
         self.bytes_sent = 0  # frame bytes handed to readers, a frame sent again counting again
@@ -53,16 +60,31 @@ class Spool:
         return len(self._in_flight)
 
     @property
+    def held(self) -> int:
+        """Frames held back beyond the capacity."""
+        return len(self._held)
+
+    @property
+    def held_buffers(self) -> int:
+        """Camera buffers in the frames held back."""
+        return sum(frame.buffer is not None for frame in self._held)
+
+    @property
     def full(self) -> bool:
         return self.frames >= self.capacity
+
+    @property
+    def free(self) -> int:
+        """How many more frames ``put_all`` takes now, held back ones included."""
+        return self.capacity + self.hold - self.frames - len(self._held)
 
     # ---- the capture's side ----
 
     def room(self, frames: int = 1) -> defer.Deferred[None]:
-        """A Deferred that fires once the spool can take ``frames`` more frames."""
+        """A Deferred that fires once the spool can take ``frames`` more frames (held back ones included)."""
         if self._ended:
             return defer.fail(self._end or RuntimeError("the spool is closed"))
-        if self.capacity - self.frames >= frames:
+        if self.free >= frames:
             return defer.succeed(None)
         self._room_for = frames
         self._room = defer.Deferred(lambda d: setattr(self, "_room", None))
@@ -73,12 +95,21 @@ class Spool:
         self.put_all([frame])
 
     def put_all(self, frames: list[BurstFrame]) -> None:
-        """Add frames just off the camera, in order; a waiting reader is woken once they are all in (and
-        can take them all at once)."""
-        for frame in frames:
+        """Add frames just off the camera, in order: those beyond the capacity are held back (at most
+        ``free``). A waiting reader is woken once they are all in (and can take them all at once)."""
+        if len(frames) > self.free:
+            raise ValueError(f"{len(frames)} frames do not fit a spool with room for {self.free}")
+        self._held.extend(frames)
+        self.captured += len(frames)
+        self._admit()
+
+    def _admit(self) -> None:
+        """Move frames held back into the spool, as far as its capacity allows; wake a waiting reader."""
+        held = self._held
+        while held and self.frames < self.capacity:
+            frame = held.popleft()
             self._unsent.append(frame)
             self.bytes += frame.nbytes
-        self.captured += len(frames)
         self.high_water_frames = max(self.high_water_frames, self.frames)
         self.high_water_bytes = max(self.high_water_bytes, self.bytes)
         if self._reader is not None and self._unsent:
@@ -95,6 +126,7 @@ class Spool:
         (a frame may be half-way out of one): they go with the frames."""
         self._unsent.clear()
         self._in_flight.clear()
+        self._held.clear()
         self.bytes = self.in_flight_bytes = 0
         self.finish(error)
         if self._room is not None:
@@ -132,6 +164,8 @@ class Spool:
 
     def newest(self) -> BurstFrame | None:
         """The newest frame the spool holds, sent or not (for a look at it: nothing changes)."""
+        if self._held:
+            return self._held[-1]
         if self._unsent:
             return self._unsent[-1]
         return self._in_flight[-1] if self._in_flight else None
@@ -147,7 +181,8 @@ class Spool:
                 self.give_back(frame.buffer)
         if self.on_acknowledged is not None:
             self.on_acknowledged(self.acknowledged)
-        if self._room is not None and self.capacity - self.frames >= self._room_for:
+        self._admit()
+        if self._room is not None and self.free >= self._room_for:
             room, self._room = self._room, None
             room.callback(None)
         self._wake_reader_at_end()

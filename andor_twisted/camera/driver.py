@@ -148,6 +148,7 @@ class AndorCamera:
         self._spare: deque[NDArray[np.uint8]] = deque()  # buffers lent out and given back, for the running acquisition
         self._buffer_bytes: int | None = None  # their size, while an acquisition runs
         self._spare_max = 0
+        self._replace = 0  # in a trip: how many more frames lent get a buffer queued in their place
         self._start: tuple[Anchor, HostClock] | None = None  # the running acquisition's start anchor
         self._callback: Any = None  # the cffi callback registered for BufferOverflowEvent
         self.overflow_events = 0  # BufferOverflowEvents since the acquisition started
@@ -664,20 +665,23 @@ class AndorCamera:
 
     @overload
     def next_frames(self, layout: Layout, first_number: int, max_count: int = 1, pack: None = None,
-                    lend: bool = False) -> defer.Deferred[list[Frame]]: ...
+                    lend: bool = False, queued: int | None = None,
+                    replace: int | None = None) -> defer.Deferred[list[Frame]]: ...
 
     @overload
     def next_frames(self, layout: Layout, first_number: int, max_count: int, pack: Callable[[Frame], P],
-                    lend: bool = False) -> defer.Deferred[list[P]]: ...
+                    lend: bool = False, queued: int | None = None,
+                    replace: int | None = None) -> defer.Deferred[list[P]]: ...
 
     @overload
     def next_frames(self, layout: Layout, first_number: int, max_count: int = 1, *, pack: Callable[[Frame], P],
-                    lend: bool = False) -> defer.Deferred[list[P]]: ...
+                    lend: bool = False, queued: int | None = None,
+                    replace: int | None = None) -> defer.Deferred[list[P]]: ...
 
     @defer.inlineCallbacks
     def next_frames(self, layout: Layout, first_number: int, max_count: int = 1,
-                    pack: Callable[[Frame], P] | None = None,
-                    lend: bool = False) -> Generator[defer.Deferred[Any], Any, list[Any]]:
+                    pack: Callable[[Frame], P] | None = None, lend: bool = False, queued: int | None = None,
+                    replace: int | None = None) -> Generator[defer.Deferred[Any], Any, list[Any]]:
         """The next frames of the running acquisition: waits for one (at most ``layout.timeout_s``, or
         ``layout.trigger_timeout_s`` for a trigger), then takes up to ``max_count`` in all of those
         already waiting, in one trip to the SDK thread of at most a wait slice and TRIP_S.
@@ -686,14 +690,18 @@ class AndorCamera:
         an SDK buffer, and returns the frame to deliver. Without ``lend`` the buffer is queued again at
         once, so what pack returns must own its pixels (the default copies the image). With ``lend``,
         a returned frame that still has its ``buffer`` keeps it until ``give_back(buffer)``, and the
-        camera gets another buffer meanwhile: the pixels then never need copying on the server.
+        camera gets another buffer meanwhile: the pixels then never need copying on the server. A
+        caller that holds frames back from its reader may take them without giving the camera another
+        buffer: only the first ``replace`` frames lent get one (None: all), and the trip first queues
+        buffers until the camera has ``queued`` (None: as many as it has).
         """
         trigger = layout.waits_for_trigger(first_number)
         limit = layout.trigger_timeout_s if trigger and layout.trigger_timeout_s else layout.timeout_s
         deadline = self._clock.seconds() + limit
         frames: list[Any]  # what pack returns
         while True:
-            frames, answer = yield self._call(self._take, layout, first_number, max_count, pack or _copy_image, lend)
+            frames, answer = yield self._call(self._take, layout, first_number, max_count, pack or _copy_image, lend,
+                                              queued, replace)
             if frames:
                 self.last_frame_at = self._clock.seconds()
                 return frames
@@ -711,10 +719,13 @@ class AndorCamera:
                 yield _later(self._clock, NODATA_RETRY_S)
 
     def _take(self, layout: Layout, first_number: int, max_count: int, pack: Callable[[Frame], P],
-              lend: bool) -> tuple[list[P], int | None]:
+              lend: bool, queued: int | None = None, replace: int | None = None) -> tuple[list[P], int | None]:
         """In the SDK thread: wait one slice for a frame, then take those already there. Returns the
         frames and, if there were none, the SDK's answer (TIMEDOUT or NODATA). A failure after the
         first frame ends the batch; the next call meets it again."""
+        while queued is not None and len(self._queued) < queued:
+            self._queue(self._spare.pop() if self._spare else aligned_buffer(layout.size))
+        self._replace = max_count if replace is None else replace
         try:
             frames = [self._take_one(layout, first_number, WAIT_SLICE_MS, pack, lend)]
         except self._error as e:
@@ -760,7 +771,9 @@ class AndorCamera:
             self.arm_s = (ticks - layout.timebase.start.ticks) / layout.tick_frequency
         frame = pack(Frame(image, frame_number, ticks, layout.tick_frequency, buffer=raw, utc_ns=utc_ns))
         if lend and frame.buffer is not None:
-            self._queue(self._spare.popleft() if self._spare else aligned_buffer(layout.size))
+            if self._replace > 0:
+                self._queue(self._spare.pop() if self._spare else aligned_buffer(layout.size))
+            self._replace -= 1
         else:
             frame.buffer = None
             self._queue(raw)
