@@ -28,10 +28,10 @@ SEND_LIMIT = 1024 * 1024
 
 # what GatherWriter and tune() use of a twisted.internet.tcp.Connection beyond its interfaces
 INTERNALS = ("dataBuffer", "offset", "_tempDataLen", "doWrite", "writeSomeData", "startWriting", "socket",
-             "SEND_LIMIT")
+             "SEND_LIMIT", "disconnecting", "disconnected")
 
 Part = bytes | memoryview
-Writer = Callable[[Sequence[Part]], None]
+Writer = Callable[[Sequence[Part], bool], bool]  # (parts, at_once) -> True: all sent, the transport is free
 
 log = Logger()
 
@@ -61,15 +61,22 @@ def frame_writer(transport: Any) -> Writer:
         log.warn("Twisted {version} has no {missing} on its TCP transports: burst frames are joined before "
                  "sending (slower). andor-twisted is tested on the Twisted versions pyproject.toml declares.",
                  version=twisted.__version__, missing=", ".join(missing))
-    return lambda parts: transport.write(b"".join(parts))
+    def write(parts: Sequence[Part], at_once: bool = False) -> bool:
+        transport.write(b"".join(parts))
+        return False  # the transport says when it has sent it (resumeProducing)
+
+    return write
 
 
 class GatherWriter:
     """Sends frames' parts with one ``sendmsg()`` from where they are (the pixels in the camera's
     buffers).
 
-    It stands in front of the transport's own ``doWrite``, which still sends everything else
-    (autobahn's messages) after the parts, and keeps its producer and close handling: called with
+    Asked to (``at_once``), it sends what the socket takes within ``write``: small frames then leave in
+    the reactor pass that made them ready (an acknowledgement, frames off the camera), not in the next.
+    Everything else waits for the transport's own ``doWrite``, in front of which it stands; that still
+    sends everything
+    else (autobahn's messages) after the parts, and keeps its producer and close handling: called with
     nothing to send, it stops writing and asks a pull producer for more. A frame written while the
     transport's own buffer holds earlier bytes joins that buffer instead, so messages always leave in
     the order they were written.
@@ -83,16 +90,28 @@ class GatherWriter:
         transport.doWrite = self.doWrite
         transport.writeSomeData = self._write_some
 
-    def write(self, parts: Sequence[Part]) -> None:
+    def write(self, parts: Sequence[Part], at_once: bool = False) -> bool:
+        """Send ``parts`` (now, if ``at_once``: as far as the socket takes them). True if the socket took
+        them all (and the transport holds nothing): more may be written at once."""
         transport = self.transport
-        if len(transport.dataBuffer) > transport.offset or transport._tempDataLen:
+        if (self._parts or len(transport.dataBuffer) > transport.offset or transport._tempDataLen
+                or transport.disconnecting or transport.disconnected):
             transport.write(b"".join(parts))
-            return
+            return False
         self._parts.extend(parts)
-        transport.startWriting()
+        if at_once and self._send() is True:
+            return True
+        transport.startWriting()  # the rest (or the error) when the socket is writable
+        return False
 
     def doWrite(self) -> object:
         """The socket is writable: our parts first, then whatever the transport holds."""
+        done = self._send()
+        return self._transport_do_write() if done is True else done
+
+    def _send(self) -> object:
+        """Send what the socket takes: True once every part is sent, else what ``doWrite`` returns
+        (None: wait until the socket is writable; CONNECTION_LOST)."""
         while self._parts:
             try:
                 sent = self.transport.socket.sendmsg(self._parts)
@@ -107,7 +126,7 @@ class GatherWriter:
                     return None  # the socket is full: wait until it is writable again
                 sent -= len(part)
                 self._parts.popleft()
-        return self._transport_do_write()
+        return True
 
     def _write_some(self, data: Any) -> object:
         """The transport's ``writeSomeData``, without the empty ``send()`` its ``doWrite`` makes when it has

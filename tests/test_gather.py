@@ -49,14 +49,15 @@ class GatherWriterTests(unittest.TestCase):
 
     @defer.inlineCallbacks
     def test_order_kept_across_both_paths(self):
-        """A frame written onto an empty transport goes out from its own buffers; bytes written after
-        it wait for it; a frame written behind those bytes joins them. Everything arrives once, in order."""
+        """A frame written onto an empty transport goes out at once from its own buffers, as far as the
+        socket takes it; bytes written after it wait for the rest; a frame written behind those bytes
+        joins them. Everything arrives once, in order."""
         one = np.arange(1_000_000, dtype="<u2")
         two = np.arange(500_000, dtype="<u2")[::-1].copy()
         seen = {}
 
         def script(transport, write):
-            write((b"head-1", memoryview(one).cast("B")))
+            seen["sent whole"] = write((b"head-1", memoryview(one).cast("B")), True)
             seen["parts pending"] = len(write.__self__._parts)
             seen["copied into the transport"] = transport._tempDataLen
             transport.write(b"between")
@@ -64,10 +65,28 @@ class GatherWriterTests(unittest.TestCase):
             transport.write(b"end")
 
         data = yield self.received(lambda: Serve(script))
-        self.assertEqual(seen, {"parts pending": 2, "copied into the transport": 0})
+        # the 8 KiB socket took the header and some pixels: the rest of the pixels wait, in place
+        self.assertEqual(seen, {"sent whole": False, "parts pending": 1, "copied into the transport": 0})
         expected = b"head-1" + one.tobytes() + b"between" + b"head-2" + two.tobytes() + b"end"
         self.assertEqual(len(data), len(expected))
         self.assertTrue(data == expected)
+
+    @defer.inlineCallbacks
+    def test_small_frame_sent_at_once(self):
+        """A frame the socket takes whole is sent within write(), which says so: the transport is free
+        for more without waiting for the reactor's next pass."""
+        frame = np.arange(4096, dtype="<u2")
+        seen = {}
+
+        def script(transport, write):
+            transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+            seen["sent whole"] = write((b"head", memoryview(frame).cast("B")), True)
+            seen["parts pending"] = len(write.__self__._parts)
+            seen["transport holds"] = len(transport.dataBuffer) + transport._tempDataLen
+
+        data = yield self.received(lambda: Serve(script))
+        self.assertEqual(seen, {"sent whole": True, "parts pending": 0, "transport holds": 0})
+        self.assertTrue(data == b"head" + frame.tobytes())
 
     @defer.inlineCallbacks
     def test_producer_resumed_after_the_parts(self):

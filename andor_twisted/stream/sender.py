@@ -1,8 +1,9 @@
 """Burst frames from a spool to a connection, within the reader's acknowledgement window.
 
 Beneath the window the transport gets frames only once it has sent what it had (``FrameSender`` is a
-pull producer), so a slow reader slows only the spool's drain. Frames already spooled go out together,
-up to BATCH_BYTES, since a write and a reactor pass per frame cost more than a small frame.
+pull producer, and a write the socket took whole leaves it free at once), so a slow reader slows only
+the spool's drain. Frames already spooled go out together, up to BATCH_BYTES, since a write and a
+reactor pass per frame cost more than a small frame.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from andor_twisted.protocol.window import AckWindow
 from andor_twisted.stream.framing import burst_parts
 
 BATCH_BYTES = 4 * 1024 * 1024  # frames already spooled go to the transport together, up to this (or one frame)
+SMALL_FRAME_BYTES = 64 * 1024  # frames this small are sent within the reactor pass that has them (see _send)
 
 
 @implementer(IPullProducer)
@@ -70,18 +72,14 @@ class FrameSender:
         self.pump()
 
     def pump(self) -> None:
-        """If the transport is idle and the window has room: send the frames spooled, or wait for one."""
-        if self._done or self._waiting is not None or not self._transport_ready:
-            return
-        room = self.window.room
-        if room <= 0:
-            return
-        frames = self.spool.take(room, BATCH_BYTES)
-        if frames:
+        """While the transport is idle and the window has room: send the frames spooled, or wait for one."""
+        while not self._done and self._waiting is None and self._transport_ready and self.window.room > 0:
+            frames = self.spool.take(self.window.room, BATCH_BYTES)
+            if not frames:
+                self._waiting = self.spool.next()
+                self._waiting.addCallbacks(self._next, self._failed)
+                return
             self._send(frames)
-            return
-        self._waiting = self.spool.next()
-        self._waiting.addCallbacks(self._next, self._failed)
 
     def _next(self, frame: BurstFrame | None) -> None:
         self._waiting = None
@@ -92,11 +90,14 @@ class FrameSender:
         if frame.nbytes < BATCH_BYTES and self.window.room > 1:  # and the others that came with it
             frames += self.spool.take(self.window.room - 1, BATCH_BYTES - frame.nbytes)
         self._send(frames)
+        self.pump()
 
     def _send(self, frames: list[BurstFrame]) -> None:
         self._transport_ready = False
         self.window.sent_through(frames[-1].frame_number)
-        self.write(burst_parts(frames))
+        # small frames come and go faster than a reactor pass (a large one is better sent with whatever
+        # else comes by the next pass)
+        self._transport_ready = self.write(burst_parts(frames), frames[0].nbytes <= SMALL_FRAME_BYTES)
 
     def _failed(self, failure: Failure) -> None:
         self._waiting = None
