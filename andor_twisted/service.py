@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -16,6 +17,8 @@ from andor_twisted.camera.contract import SDK
 from andor_twisted.camera.devices import Choice
 from andor_twisted.camera.driver import AndorCamera
 from andor_twisted.camera.errors import CameraNotReady
+
+GIL_SWITCH_S = 0.0005  # sys.setswitchinterval while the camera is served (CameraService.startService)
 
 
 class CameraService(service.Service):
@@ -50,6 +53,10 @@ class CameraService(service.Service):
 
     def startService(self) -> None:
         super().startService()
+        # the SDK thread and the reactor share the GIL: a thread that wants it waits this long at most for
+        # the other to let go (CPython's default, 5 ms, would make an acknowledgement or a control request
+        # wait behind a trip's Python work)
+        sys.setswitchinterval(GIL_SWITCH_S)
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="andor-sdk")
         self._pool.start()
         call = functools.partial(threads.deferToThreadPool, self.reactor, self._pool)
