@@ -43,6 +43,7 @@ class CameraService(service.Service):
         self._camera: AndorCamera | None = None
         self._failure: Failure | None = None
         self._pool: ThreadPool | None = None
+        self._switch_interval = sys.getswitchinterval()  # CPython's, given back when the service stops
         self.opened: defer.Deferred[Any] | None = None  # fires when the open attempt ends
 
     def camera(self) -> AndorCamera:
@@ -56,6 +57,7 @@ class CameraService(service.Service):
         # the SDK thread and the reactor share the GIL: a thread that wants it waits this long at most for
         # the other to let go (CPython's default, 5 ms, would make an acknowledgement or a control request
         # wait behind a trip's Python work)
+        self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_S)
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="andor-sdk")
         self._pool.start()
@@ -93,3 +95,4 @@ class CameraService(service.Service):
                 self.log.failure("closing the camera failed")
         assert self._pool is not None
         self._pool.stop()
+        sys.setswitchinterval(self._switch_interval)

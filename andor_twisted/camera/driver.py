@@ -36,8 +36,9 @@ from andor_twisted.hostclock import host_clock_status, read_brackets
 from andor_twisted.protocol import plan as planning
 from andor_twisted.protocol.timebase import Anchor, HostClock, TimeBase, anchor_from
 
-WAIT_SLICE_MS = 10  # longest a single WaitBuffer holds the SDK thread (a temperature reading waits for it)
-TRIP_S = 0.005  # after the first frame, a trip takes frames already waiting for at most this long
+WAIT_SLICE_MS = 5  # longest a single WaitBuffer holds the SDK thread (a temperature reading waits for it)
+TRIP_S = 0.002  # after the first frame, a trip takes frames already waiting for at most this long (a control
+# request waits for one trip at most)
 FIRST_FRAME_GRACE_S = 2.0  # arming and first-frame latency allowed on top of exposure and frame period
 NODATA_RETRY_S = 0.005  # AT_ERR_NODATA comes back at once: wait this long before asking again
 ANCHOR_READS = 10  # TimestampClock reads, each between two host clock reads, at each end of an acquisition
