@@ -52,10 +52,11 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # this checkout's server package, for what it may hold beyond the spool
+from andor_twisted.acquisition.burst import camera_buffers  # noqa: E402
 BIN = os.path.dirname(sys.executable)
 IDEAL = ("--sim-model", "ideal", "--sim-arm-latency", "0")
 NEO = ("--sim-model", "neo")
-CAMERA_BUFFERS = 8  # acquisition.burst.BURST_BUFFERS: what the server may hold beyond its spool
 POLL_S = 0.02  # the control poller's pause between requests
 
 
@@ -380,7 +381,7 @@ def one(run, servers):
         result_poll = poller.finish()
     result.update(result_poll)
     frame = run.width * run.height * 2
-    result["over_bytes"] = result["rss_over"] - result["high_water_bytes"] - CAMERA_BUFFERS * frame
+    result["over_bytes"] = result["rss_over"] - result["high_water_bytes"] - camera_buffers(frame + 48) * frame
     return result
 
 
