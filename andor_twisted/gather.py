@@ -74,10 +74,9 @@ class GatherWriter:
 
     Asked to (``at_once``), it sends what the socket takes within ``write``: small frames then leave in
     the reactor pass that made them ready (an acknowledgement, frames off the camera), not in the next.
-    Everything else waits for the transport's own ``doWrite``, in front of which it stands; that still
-    sends everything
-    else (autobahn's messages) after the parts, and keeps its producer and close handling: called with
-    nothing to send, it stops writing and asks a pull producer for more. A frame written while the
+    The rest waits for the transport's own ``doWrite``, in front of which it stands; that still sends
+    everything else (autobahn's messages) after the parts, and keeps its producer and close handling:
+    called with nothing to send, it stops writing and asks a pull producer for more. A frame written while the
     transport's own buffer holds earlier bytes joins that buffer instead, so messages always leave in
     the order they were written.
     """
@@ -94,8 +93,8 @@ class GatherWriter:
         """Send ``parts`` (now, if ``at_once``: as far as the socket takes them). True if the socket took
         them all (and the transport holds nothing): more may be written at once."""
         transport = self.transport
-        if (self._parts or len(transport.dataBuffer) > transport.offset or transport._tempDataLen
-                or transport.disconnecting or transport.disconnected):
+        if (len(transport.dataBuffer) > transport.offset or transport._tempDataLen or transport.disconnecting
+                or transport.disconnected):
             transport.write(b"".join(parts))
             return False
         self._parts.extend(parts)

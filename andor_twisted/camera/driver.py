@@ -636,6 +636,10 @@ class AndorCamera:
         self._lib.queue_buffer(self._handle, address, buf.size)
         self._queued[address] = buf
 
+    def _free_buffer(self, size: int) -> NDArray[np.uint8]:
+        """A buffer to queue: the one given back last (its pages are the likeliest in cache), else a new one."""
+        return self._spare.pop() if self._spare else aligned_buffer(size)
+
     def keep_buffers(self, count: int) -> None:
         """Keep up to ``count`` buffers given back, to queue again, for the running acquisition (at least
         twice the buffers it queued). A burst keeps as many as its spool holds: a new buffer costs a page
@@ -725,7 +729,7 @@ class AndorCamera:
         frames and, if there were none, the SDK's answer (TIMEDOUT or NODATA). A failure after the
         first frame ends the batch; the next call meets it again."""
         while queued is not None and len(self._queued) < queued:
-            self._queue(self._spare.pop() if self._spare else aligned_buffer(layout.size))
+            self._queue(self._free_buffer(layout.size))
         self._replace = max_count if replace is None else replace
         try:
             frames = [self._take_one(layout, first_number, WAIT_SLICE_MS, pack, lend)]
@@ -773,7 +777,7 @@ class AndorCamera:
         frame = pack(Frame(image, frame_number, ticks, layout.tick_frequency, buffer=raw, utc_ns=utc_ns))
         if lend and frame.buffer is not None:
             if self._replace > 0:
-                self._queue(self._spare.pop() if self._spare else aligned_buffer(layout.size))
+                self._queue(self._free_buffer(layout.size))
             self._replace -= 1
         else:
             frame.buffer = None

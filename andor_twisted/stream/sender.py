@@ -93,7 +93,6 @@ class FrameSender:
         self.pump()
 
     def _send(self, frames: list[BurstFrame]) -> None:
-        self._transport_ready = False
         self.window.sent_through(frames[-1].frame_number)
         # small frames come and go faster than a reactor pass (a large one is better sent with whatever
         # else comes by the next pass)
