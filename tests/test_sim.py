@@ -1,6 +1,9 @@
 """The simulated SDK3 install, through the ATCore the driver uses: the C API's semantics as pyAndorSDK3
 1.22.6 presents them, each model's features and limits, and the physics of an acquisition on a Clock."""
 
+import concurrent.futures
+import threading
+
 import numpy as np
 from twisted.internet.task import Clock
 from twisted.trial import unittest
@@ -518,6 +521,55 @@ class ImageTests(unittest.TestCase):
                 cam.lib.queue_buffer(cam.h, buf.ctypes.data, size)
                 cam.buffers[buf.ctypes.data] = buf
                 queued += 1
+
+    def test_ideal_camera_fills_new_buffers_in_its_own_thread(self):
+        """The ideal camera writes a buffer queued while it acquires in a thread of its own, as a camera's
+        DMA does: WaitBuffer hands over no frame whose buffer is still being filled (TIMEDOUT within its
+        timeout), and a flush returns only once nothing writes into the host's buffers any more."""
+        cam = Cam("ideal", frame_rate=1000.0)
+        cam.queue(1)
+        cam.run("AcquisitionStart")
+        first = cam.take(requeue=False)[0]  # frame 0 (kept: a new buffer is not at its address)
+        busy = threading.Event()
+        cam.device._dma = concurrent.futures.ThreadPoolExecutor(1)
+        self.addCleanup(cam.device._dma.shutdown)
+        self.addCleanup(busy.set)  # (first, should the test fail while the camera's thread waits)
+        cam.device._dma.submit(busy.wait)  # the camera's thread is busy: the next fill waits
+        cam.queue(1)
+        cam.clock.advance(1.0)
+        cam.refuses(self, atcore.TIMEDOUT, cam.lib.wait_buffer, cam.h, 5)
+        busy.set()
+        buf = cam.take(requeue=False)[0]
+        painter = cam.device._painter
+        expected = painter._scene(0, 0.0, np.empty(painter.shape, np.uint16))
+        painter._digits(expected, 1)
+        self.assertTrue(np.array_equal(cam.image(buf), expected))
+        busy.clear()
+        cam.device._dma.submit(busy.wait)
+        cam.queue(1)
+        (fill, _), = cam.device._filling.values()
+        cam.run("AcquisitionStop")
+        threading.Timer(0.05, busy.set).start()
+        cam.lib.flush(cam.h)
+        self.assertTrue(fill.done())
+        self.assertIsNot(first, buf)
+
+    def test_ideal_camera_repaints_a_buffer_that_lost_its_scene(self):
+        """A buffer the host freed can come back as new (zeroed) memory at the same address: the ideal
+        camera paints the whole scene into it again, not only the frame number."""
+        cam = Cam("ideal", frame_rate=1000.0)
+        cam.queue(1)
+        cam.run("AcquisitionStart")
+        buf = cam.take(requeue=False)[0]
+        buf[:] = 0  # as if freed, and the same address mapped again
+        cam.lib.queue_buffer(cam.h, buf.ctypes.data, buf.size)
+        cam.buffers[buf.ctypes.data] = buf
+        cam.clock.advance(1.0)
+        buf = cam.take(requeue=False)[0]
+        painter = cam.device._painter
+        expected = painter._scene(0, 0.0, np.empty(painter.shape, np.uint16))
+        painter._digits(expected, 1)
+        self.assertTrue(np.array_equal(cam.image(buf), expected))
 
     def test_exposure_scales_signal(self):
         """Ten times the exposure: about ten times the signal above the dark offset."""

@@ -10,6 +10,10 @@ into the memory of the buffers the host queued, as a camera's DMA writes them.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
+import os
+import sys
+import threading
 import functools
 import math
 import random
@@ -103,6 +107,10 @@ class SimDevice:
         self._waits = 0
         # static scene: address -> (painter, frame it holds, its pixels in the buffer)
         self._painted: dict[int, tuple[Any, int, NDArray[np.uint16]]] = {}
+        # ... and buffers queued while it acquires, being filled in the camera's own thread: address -> (the
+        # copy, its pixels in the buffer)
+        self._filling: dict[int, tuple[concurrent.futures.Future[None], NDArray[np.uint16]]] = {}
+        self._dma: concurrent.futures.ThreadPoolExecutor | None = None
         self._callbacks: dict[str, list[Callable[[str], None]]] = {}
         self._overflow_reported = False
         self._software: Software | None = None
@@ -444,6 +452,22 @@ class SimDevice:
         self._queue.append((address, size))
         if self._timeline is not None:
             self._timeline.buffer_queued(self.time.now())
+            self._fill_ahead(address, size)
+
+    def _fill_ahead(self, address: int, size: int) -> None:
+        """A static scene's camera fills a buffer it has not filled before in its own thread, as a real
+        camera's DMA does: not in the thread that queues or waits (numpy copies without the GIL), and at
+        the lowest CPU priority, as the host's threads come first for a real camera's DMA too."""
+        c = self._config
+        if not self.model.static_scene or c["PixelEncoding"] not in ("Mono12", "Mono16"):
+            return
+        if self._holds_scene(address) or address in self._filling:
+            return
+        out = buffers.rows_view(memory_at(address, size), c["AOIHeight"], c["AOIStride"])[:, : 2 * c["AOIWidth"]]
+        pixels = out.view("<u2")
+        if self._dma is None:
+            self._dma = concurrent.futures.ThreadPoolExecutor(1, "simulated-camera-dma", initializer=_lowest_priority)
+        self._filling[address] = (self._dma.submit(np.copyto, pixels, self._painter.static_frame()), pixels)
 
     def flush(self) -> None:
         """Drop every queued buffer, filled or not. Like the real cameras, only after AcquisitionStop (or
@@ -454,6 +478,9 @@ class SimDevice:
             self._stopped, self._timeline = self._timeline, None
         self._queue.clear()
         self._painted.clear()
+        for copy, _ in self._filling.values():  # the host may free its buffers now: nothing may write to them
+            copy.result()
+        self._filling.clear()
 
     def wait(self, timeout_ms: int) -> tuple[int, int]:
         """The next filled buffer as (address, size), waiting up to ``timeout_ms``."""
@@ -475,11 +502,29 @@ class SimDevice:
                 if ready is not None and ready <= now:
                     if self._returned == m.fault_after_frames:
                         raise fail(atcore.COMM)  # the link to the camera is lost
+                    if not self._filled(self._queue[0][0], deadline - now):
+                        raise fail(atcore.TIMEDOUT)  # still being written into its buffer
                     return self._deliver(timeline, self._returned)
                 self._check_fault(timeline, now)
             if now >= deadline:
                 raise fail(atcore.TIMEDOUT)
             self.time.sleep(min(deadline, ready if ready is not None else deadline) - now)
+
+    def _holds_scene(self, address: int) -> bool:
+        """Whether the buffer at ``address`` still holds the static scene painted into it: a buffer the host
+        freed may come back as new memory at the same address (its last row, which no digit touches, says)."""
+        painted = self._painted.get(address)
+        return (painted is not None and painted[0] is self._painter
+                and np.array_equal(painted[2][-1], self._painter.static_frame()[-1]))
+
+    def _filled(self, address: int, within_s: float) -> bool:
+        """Whether the camera's thread has filled the buffer at ``address`` (if it was filling it), waiting
+        up to ``within_s`` real seconds for it."""
+        filling = self._filling.get(address)
+        try:
+            return filling is None or filling[0].result(max(0.0, within_s)) is None
+        except concurrent.futures.TimeoutError:
+            return False
 
     def _deliver(self, timeline: Timeline, k: int) -> tuple[int, int]:
         address, size = self._queue.popleft()
@@ -488,8 +533,12 @@ class SimDevice:
         exposed = timeline.exposed[k]
         height, width, stride, encoding = c["AOIHeight"], c["AOIWidth"], c["AOIStride"], c["PixelEncoding"]
         if encoding in ("Mono12", "Mono16") and self.model.static_scene:
-            painted = self._painted.get(address)
-            if painted is None or painted[0] is not self._painter:
+            painted = self._painted.get(address) if self._holds_scene(address) else None
+            filling = self._filling.pop(address, None)
+            if filling is not None:  # filled in the camera's thread (``_fill_ahead``): done by now, as a rule
+                filling[0].result()
+                painted = (self._painter, 0, filling[1])
+            elif painted is None:
                 # a buffer the camera has not filled before: one copy of the pre-rendered frame 0,
                 # which numpy makes without holding the GIL (a real camera's DMA costs no host CPU)
                 out = buffers.rows_view(buf, height, stride)[:, : 2 * width].view("<u2")
@@ -530,6 +579,13 @@ class SimDevice:
 
 
 @functools.lru_cache(maxsize=4096)  # the host queues the same few buffers again and again
+def _lowest_priority() -> None:
+    """The calling thread at the lowest CPU priority: nice 19 (on Linux, where a thread has its own; raising
+    one's niceness needs no rights)."""
+    if sys.platform.startswith("linux"):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 def memory_at(address: int, size: int) -> NDArray[np.uint8]:
     """The ``size`` bytes of host memory at ``address`` as a uint8 array: where the camera writes."""
     return np.frombuffer(memoryview(FFI.buffer(FFI.cast("unsigned char *", address), size)), np.uint8)
