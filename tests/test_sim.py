@@ -11,6 +11,7 @@ from twisted.trial import unittest
 from andor_twisted.camera import atcore, buffers, features
 from andor_twisted.camera.driver import aligned_buffer
 from andor_twisted.camera.features import FEATURE_TYPES
+from andor_twisted.camera.sim import device as sim_device
 from andor_twisted.camera.sim.exceptions import ATCoreException, ATException, CameraException, ErrorCodes
 from andor_twisted.camera.sim.timeline import FORGET_EVERY
 
@@ -526,6 +527,7 @@ class ImageTests(unittest.TestCase):
         """The ideal camera writes a buffer queued while it acquires in a thread of its own, as a camera's
         DMA does: WaitBuffer hands over no frame whose buffer is still being filled (TIMEDOUT within its
         timeout), and a flush returns only once nothing writes into the host's buffers any more."""
+        self.patch(sim_device, "FILL_AHEAD_BYTES", 0)  # (these small frames are copied inline otherwise)
         cam = Cam("ideal", frame_rate=1000.0)
         cam.queue(1)
         cam.run("AcquisitionStart")

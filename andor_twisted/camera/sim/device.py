@@ -459,8 +459,8 @@ class SimDevice:
         camera's DMA does: not in the thread that queues or waits (numpy copies without the GIL), and at
         the lowest CPU priority, as the host's threads come first for a real camera's DMA too."""
         c = self._config
-        if not self.model.static_scene or c["PixelEncoding"] not in ("Mono12", "Mono16"):
-            return
+        if not self.model.static_scene or c["PixelEncoding"] not in ("Mono12", "Mono16") or size < FILL_AHEAD_BYTES:
+            return  # (a small frame costs less to copy than to hand to another thread)
         if self._holds_scene(address) or address in self._filling:
             return
         out = buffers.rows_view(memory_at(address, size), c["AOIHeight"], c["AOIStride"])[:, : 2 * c["AOIWidth"]]
@@ -502,7 +502,7 @@ class SimDevice:
                 if ready is not None and ready <= now:
                     if self._returned == m.fault_after_frames:
                         raise fail(atcore.COMM)  # the link to the camera is lost
-                    if not self._filled(self._queue[0][0], deadline - now):
+                    if self._filling and not self._filled(self._queue[0][0], deadline - now):
                         raise fail(atcore.TIMEDOUT)  # still being written into its buffer
                     return self._deliver(timeline, self._returned)
                 self._check_fault(timeline, now)
@@ -512,10 +512,13 @@ class SimDevice:
 
     def _holds_scene(self, address: int) -> bool:
         """Whether the buffer at ``address`` still holds the static scene painted into it: a buffer the host
-        freed may come back as new memory at the same address (its last row, which no digit touches, says)."""
+        freed may come back as new memory at the same address (the corners of its last row, which no digit
+        touches and the scene's bias keeps above zero, say)."""
         painted = self._painted.get(address)
-        return (painted is not None and painted[0] is self._painter
-                and np.array_equal(painted[2][-1], self._painter.static_frame()[-1]))
+        if painted is None or painted[0] is not self._painter:
+            return False
+        scene, held = self._painter.static_frame(), painted[2]
+        return bool(held[-1, 0] == scene[-1, 0] and held[-1, -1] == scene[-1, -1])
 
     def _filled(self, address: int, within_s: float) -> bool:
         """Whether the camera's thread has filled the buffer at ``address`` (if it was filling it), waiting
@@ -534,7 +537,7 @@ class SimDevice:
         height, width, stride, encoding = c["AOIHeight"], c["AOIWidth"], c["AOIStride"], c["PixelEncoding"]
         if encoding in ("Mono12", "Mono16") and self.model.static_scene:
             painted = self._painted.get(address) if self._holds_scene(address) else None
-            filling = self._filling.pop(address, None)
+            filling = self._filling.pop(address, None) if self._filling else None
             if filling is not None:  # filled in the camera's thread (``_fill_ahead``): done by now, as a rule
                 filling[0].result()
                 painted = (self._painter, 0, filling[1])
@@ -578,7 +581,9 @@ class SimDevice:
         buffers.BLOCK_TAIL.pack_into(buffers.byte_view(buf), end, IRIG_CID, IRIG_BLOCK.itemsize + 4)
 
 
-@functools.lru_cache(maxsize=4096)  # the host queues the same few buffers again and again
+FILL_AHEAD_BYTES = 1024 * 1024  # new buffers this large are filled in the camera's own thread (``_fill_ahead``)
+
+
 def _lowest_priority() -> None:
     """The calling thread at the lowest CPU priority: nice 19 (on Linux, where a thread has its own; raising
     one's niceness needs no rights)."""
@@ -586,6 +591,7 @@ def _lowest_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
+@functools.lru_cache(maxsize=4096)  # the host queues the same few buffers again and again
 def memory_at(address: int, size: int) -> NDArray[np.uint8]:
     """The ``size`` bytes of host memory at ``address`` as a uint8 array: where the camera writes."""
     return np.frombuffer(memoryview(FFI.buffer(FFI.cast("unsigned char *", address), size)), np.uint8)
