@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import os
-import sys
-import threading
 import functools
 import math
+import os
 import random
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any, cast
 
