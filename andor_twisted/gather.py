@@ -76,9 +76,9 @@ class GatherWriter:
     the reactor pass that made them ready (an acknowledgement, frames off the camera), not in the next.
     The rest waits for the transport's own ``doWrite``, in front of which it stands; that still sends
     everything else (autobahn's messages) after the parts, and keeps its producer and close handling:
-    called with nothing to send, it stops writing and asks a pull producer for more. A frame written while the
-    transport's own buffer holds earlier bytes joins that buffer instead, so messages always leave in
-    the order they were written.
+    called with nothing to send, it stops writing and asks a pull producer for more. A frame written
+    while the transport's own buffer holds earlier bytes joins that buffer instead, so messages always
+    leave in the order they were written.
     """
 
     def __init__(self, transport: Any) -> None:

@@ -54,6 +54,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # this checkout's server package, for what it may hold beyond the spool
 from andor_twisted.acquisition.burst import camera_buffers  # noqa: E402
+from andor_twisted.protocol.frames import message_bytes  # noqa: E402
 BIN = os.path.dirname(sys.executable)
 IDEAL = ("--sim-model", "ideal", "--sim-arm-latency", "0")
 NEO = ("--sim-model", "neo")
@@ -381,7 +382,8 @@ def one(run, servers):
         result_poll = poller.finish()
     result.update(result_poll)
     frame = run.width * run.height * 2
-    result["over_bytes"] = result["rss_over"] - result["high_water_bytes"] - camera_buffers(frame + 48) * frame
+    held_by_camera = camera_buffers(message_bytes("u2", run.height, run.width)) * frame
+    result["over_bytes"] = result["rss_over"] - result["high_water_bytes"] - held_by_camera
     return result
 
 

@@ -174,7 +174,7 @@ class Burst:
                 yield spool.room(min(refill if spool.full else 1, self.frames - spool.captured))
                 # frames beyond the spool's room keep their buffers from the camera while held back: the
                 # camera gets buffers for them again once they are in the spool
-                room = max(0, spool.capacity - spool.frames - spool.held)
+                room = max(0, spool.capacity - spool.frames)
                 want = min(spool.free, self.frames - spool.captured, trip)
                 batch = yield self.camera.next_frames(layout, spool.captured, want, self._pack, lend=True,
                                                       queued=spool.hold - spool.held_buffers, replace=room)

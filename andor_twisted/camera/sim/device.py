@@ -463,8 +463,7 @@ class SimDevice:
             return  # (a small frame costs less to copy than to hand to another thread)
         if self._holds_scene(address) or address in self._filling:
             return
-        out = buffers.rows_view(memory_at(address, size), c["AOIHeight"], c["AOIStride"])[:, : 2 * c["AOIWidth"]]
-        pixels = out.view("<u2")
+        pixels = self._pixels(memory_at(address, size))
         if self._dma is None:
             self._dma = concurrent.futures.ThreadPoolExecutor(1, "simulated-camera-dma", initializer=_lowest_priority)
         self._filling[address] = (self._dma.submit(np.copyto, pixels, self._painter.static_frame()), pixels)
@@ -529,6 +528,11 @@ class SimDevice:
         except concurrent.futures.TimeoutError:
             return False
 
+    def _pixels(self, buf: NDArray[np.uint8]) -> NDArray[np.uint16]:
+        """A Mono12/Mono16 buffer's pixels, as the acquisition lays them out: rows of its stride."""
+        c = self._config
+        return buffers.rows_view(buf, c["AOIHeight"], c["AOIStride"])[:, : 2 * c["AOIWidth"]].view("<u2")
+
     def _deliver(self, timeline: Timeline, k: int) -> tuple[int, int]:
         address, size = self._queue.popleft()
         buf = memory_at(address, size)
@@ -544,14 +548,14 @@ class SimDevice:
             elif painted is None:
                 # a buffer the camera has not filled before: one copy of the pre-rendered frame 0,
                 # which numpy makes without holding the GIL (a real camera's DMA costs no host CPU)
-                out = buffers.rows_view(buf, height, stride)[:, : 2 * width].view("<u2")
+                out = self._pixels(buf)
                 np.copyto(out, self._painter.static_frame())
                 painted = (self._painter, 0, out)
             out = painted[2]
             self._painter.restamp(k, out, painted[1])
             self._painted[address] = (self._painter, k, out)
         elif encoding in ("Mono12", "Mono16"):  # paint straight into the buffer: no extra copy
-            out = buffers.rows_view(buf, height, stride)[:, : 2 * width].view("<u2")
+            out = self._pixels(buf)
             self._painter.paint(k, exposed - timeline.start, out)
         else:
             image = self._painter.paint(k, exposed - timeline.start, np.empty((height, width), np.uint16))
