@@ -128,7 +128,7 @@ class WindowTests(unittest.SynchronousTestCase):
         self.assertEqual(window.window_for(1000), window.WINDOW_FRAMES)
         self.assertEqual(window.window_for(window.WINDOW_BYTES // 3), 3)
         self.assertEqual(window.window_for(window.WINDOW_BYTES * 2), 1)
-        self.assertEqual(window.window_for(1000, capacity=5), 5)
+        self.assertEqual(window.window_for(1000, max_frames=5), 5)
         self.assertEqual([window.ack_every(n) for n in (1, 2, 3, 32)], [1, 1, 1, 16])
 
     def test_room_follows_sends_and_acks(self):

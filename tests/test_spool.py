@@ -30,14 +30,13 @@ class SpoolTests(unittest.SynchronousTestCase):
             spool.put(frame(n))
         room = spool.room(2)
         spool.next()
-        spool.acknowledge(0)
         self.assertNoResult(room)
         spool.next()
-        spool.acknowledge(1)
         self.successResultOf(room)
 
     def test_room_until_full(self):
-        """room() fires at once below capacity; at capacity it waits until an acknowledgement frees a frame."""
+        """room() fires at once below capacity; at capacity it waits until a frame leaves for the reader:
+        frames in flight are the reader's window's, not the spool's (acknowledging them frees no room)."""
         spool = Spool(2)
         self.successResultOf(spool.room())
         spool.put(frame(0))
@@ -45,9 +44,12 @@ class SpoolTests(unittest.SynchronousTestCase):
         room = spool.room()
         self.assertNoResult(room)
         self.assertEqual(self.successResultOf(spool.next()).frame_number, 0)
-        self.assertNoResult(room)  # sent is not freed: the frame is still in flight
-        spool.acknowledge(0)
         self.successResultOf(room)
+        self.assertEqual((spool.waiting, spool.in_flight, spool.frames), (1, 1, 2))
+        spool.put(frame(2))
+        self.assertTrue(spool.full)
+        spool.acknowledge(0)
+        self.assertTrue(spool.full)  # the acknowledgement frees the frame's memory, not room
 
     def test_memory_follows_frames(self):
         """Bytes are taken as frames arrive and given back as they are acknowledged; high-water marks stay."""
@@ -123,60 +125,63 @@ class SpoolTests(unittest.SynchronousTestCase):
 
     def test_discard_frees_and_fails_waiters(self):
         """Discarding drops every frame and fails both the capture's and the reader's waits."""
-        spool = Spool(1)
-        spool.put(frame(0))
-        room = spool.room()
-        spool.next()
-        reader = spool.next()
-        spool.discard(RuntimeError("replaced"))
+        full, empty = Spool(1), Spool(1)
+        full.put(frame(0))
+        room, reader = full.room(), empty.next()
+        for spool in (full, empty):
+            spool.discard(RuntimeError("replaced"))
         self.failureResultOf(room, RuntimeError)
         self.failureResultOf(reader, RuntimeError)
-        self.failureResultOf(spool.next(), RuntimeError)
-        self.assertEqual((spool.frames, spool.bytes), (0, 0))
+        self.failureResultOf(full.next(), RuntimeError)
+        self.assertEqual((full.frames, full.bytes), (0, 0))
 
 
     def test_frames_held_back_until_room(self):
         """Frames put beyond the capacity are held back: the reader cannot have them, room counts them,
-        and each acknowledgement lets them in, in order, at once; a discard drops them too."""
+        and each frame that leaves for the reader lets one in, in order, at once; a discard drops them too."""
         spool = Spool(2, hold=3)
         self.assertEqual(spool.free, 5)
-        spool.put_all([frame(n) for n in range(4)])
-        self.assertEqual((spool.frames, spool.held, spool.free, spool.captured), (2, 2, 1, 4))
-        self.assertEqual(spool.newest().frame_number, 3)  # a viewer may look at a frame held back
-        self.assertEqual([f.frame_number for f in spool.take(10, 10**6)], [0, 1])
-        reader = spool.next()
-        self.assertNoResult(reader)  # frames held back are not for the reader yet
+        spool.put_all([frame(n) for n in range(5)])
+        self.assertEqual((spool.waiting, spool.held, spool.free, spool.captured), (2, 3, 0, 5))
+        self.assertEqual(spool.newest().frame_number, 4)  # a viewer may look at a frame held back
         room = spool.room(2)
+        self.assertEqual([f.frame_number for f in spool.take(1, 10**6)], [0])
+        self.assertEqual((spool.waiting, spool.held, spool.free), (2, 2, 1))  # frame 2 let in
         self.assertNoResult(room)
-        spool.acknowledge(0)
-        self.assertEqual(self.successResultOf(reader).frame_number, 2)  # let in by the acknowledgement
-        self.assertEqual((spool.frames, spool.held, spool.free), (2, 1, 2))
+        self.assertEqual([f.frame_number for f in spool.take(10, 10**6)], [1, 2, 3, 4])  # in as they leave
         self.successResultOf(room)
-        spool.acknowledge(1)
-        self.assertEqual((spool.frames, spool.held, spool.free), (2, 0, 3))
-        self.assertEqual([f.frame_number for f in spool.take(10, 10**6)], [3])
-        self.assertRaises(ValueError, spool.put_all, [frame(n) for n in range(4, 8)])  # more than free
-        spool.put_all([frame(n) for n in range(4, 7)])
-        self.assertEqual(spool.held, 3)
+        self.assertEqual((spool.waiting, spool.held, spool.in_flight, spool.free), (0, 0, 5, 5))
+        reader = spool.next()
+        self.assertNoResult(reader)
+        self.assertRaises(ValueError, spool.put_all, [frame(n) for n in range(5, 11)])  # more than free
+        spool.put_all([frame(n) for n in range(5, 10)])
+        self.assertEqual(self.successResultOf(reader).frame_number, 5)
+        self.assertEqual((spool.waiting, spool.held), (2, 2))
         spool.discard(RuntimeError("replaced"))
         self.assertEqual((spool.frames, spool.held), (0, 0))
 
     def test_held_back_frames_read_once_in_order(self):
-        """Through a small spool with frames held back, a reader acknowledging as it goes gets every
-        frame exactly once, in order, never more than the capacity unacknowledged."""
+        """Through a small spool with frames held back, a reader with a window of 5 acknowledging as it
+        goes gets every frame exactly once, in order; the spool never has more than its capacity waiting,
+        nor more than the capacity and the window in memory."""
         spool = Spool(3, hold=4)
+        window = AckWindow(5)
         got, put = [], 0
         while len(got) < 50:
             fits = min(spool.free, 50 - put)
             spool.put_all([frame(n) for n in range(put, put + fits)])
             put += fits
-            batch = spool.take(10, 10**6)
-            self.assertLessEqual(spool.in_flight, spool.capacity)
-            got += [f.frame_number for f in batch]
+            self.assertLessEqual(spool.waiting, spool.capacity)
+            batch = spool.take(window.room, 10**6)
             if batch:
-                spool.acknowledge(batch[-1].frame_number)
+                window.sent_through(batch[-1].frame_number)
+            self.assertLessEqual(spool.frames, spool.capacity + window.size)
+            got += [f.frame_number for f in batch]
+            if window.in_flight and (window.room == 0 or len(got) % 3 == 0):  # now and then, and when it must
+                spool.acknowledge(window.sent - 1)
+                window.acknowledge(window.sent - 1)
         self.assertEqual(got, list(range(50)))
-        self.assertEqual(spool.high_water_frames, 3)
+        self.assertEqual(spool.captured, 50)
 
 
 class FrameSenderTests(unittest.SynchronousTestCase):

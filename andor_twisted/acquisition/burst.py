@@ -35,6 +35,7 @@ from andor_twisted.protocol import plan as planning
 from andor_twisted.protocol.access import ANONYMOUS, Principal
 from andor_twisted.protocol.burst import BurstState, BurstStatus, FrameTiming, Lifecycle
 from andor_twisted.protocol.timebase import TimeBase
+from andor_twisted.protocol.window import window_for
 
 BURST_BUFFERS = 8  # SDK buffers queued for a burst, at least: frames that may leave the camera while the spool
 # is full (the spool holds them back, and lets them in as soon as the reader makes room); small frames get
@@ -137,7 +138,8 @@ class Burst:
             self.log.warn("burst {id}: the spool holds {n} frames, not {asked}, within --spool-memory-limit",
                           id=self.id, n=self.spool.capacity, asked=self.requested_spool)
         self.spool.hold = min(self.frames, camera_buffers(self.message_bytes))  # queued by the first trip
-        self.camera.keep_buffers(self.spool.capacity + self.spool.hold)
+        # the frames in the spool, in flight to its reader, and held back may all be in camera buffers
+        self.camera.keep_buffers(self.spool.capacity + window_for(self.message_bytes) + self.spool.hold)
         self.fps = layout.frame_rate
         self.layout = layout
         self.timebase = layout.timebase
@@ -174,7 +176,7 @@ class Burst:
                 yield spool.room(min(refill if spool.full else 1, self.frames - spool.captured))
                 # frames beyond the spool's room keep their buffers from the camera while held back: the
                 # camera gets buffers for them again once they are in the spool
-                room = max(0, spool.capacity - spool.frames)
+                room = max(0, spool.capacity - spool.waiting)
                 want = min(spool.free, self.frames - spool.captured, trip)
                 batch = yield self.camera.next_frames(layout, spool.captured, want, self._pack, lend=True,
                                                       queued=spool.hold - spool.held_buffers, replace=room)

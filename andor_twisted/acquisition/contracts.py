@@ -39,7 +39,7 @@ class FrameSource(Protocol):
     """Where a burst's reader takes its frames from (``stream.sender.FrameSender``): the burst's spool,
     or for a recording burst the recording (``recorder.RecordedFrames``)."""
 
-    capacity: int  # frames it holds at most: the reader's window is no larger
+    max_window: int  # the most frames a reader may have unacknowledged (fewer of large frames: ``window_for``)
     acknowledged: int  # frames acknowledged, which are frames 0 .. acknowledged - 1
 
     def take(self, max_frames: int, max_bytes: int) -> list[BurstFrame]: ...

@@ -387,7 +387,7 @@ class RecordedFrames:
     spool that ``stream.sender.FrameSender`` reads: frames leave it one at a time, and acknowledgements
     free nothing (the file keeps them)."""
 
-    capacity = WINDOW
+    max_window = WINDOW
 
     def __init__(self, source: RecordingSource) -> None:
         self.source = source

@@ -1,15 +1,19 @@
 """The burst spool: a FIFO of frames between the camera and the reader, bounded in frames.
 
-A frame enters when it is off the camera (``put``) and leaves when the reader acknowledges it
-(``acknowledge``); in between it is unsent, or sent and in flight. Nothing polls: the capture waits on
-``room()``, the reader on ``next()``. Memory is taken frame by frame as frames arrive and given back
-as they are acknowledged, never reserved up front. A frame's pixels may still be in the camera's
-buffer (``frame.buffer``): an acknowledgement hands that buffer to ``give_back``.
+A frame enters when it is off the camera (``put``), waits for the reader, is sent (``take``, ``next``)
+and is freed when the reader acknowledges it (``acknowledge``). The capacity bounds the frames
+waiting: a frame sent and not yet acknowledged is in flight, bounded by the reader's acknowledgement
+window (``protocol.window``), as the original server's frames in its sockets were. So a spool of one
+frame still streams at the reader's pace, not at one round trip per frame, and the server holds at
+most the capacity plus the window. Nothing polls: the capture waits on ``room()``, the reader on
+``next()``. Memory is taken frame by frame as frames arrive and given back as they are acknowledged,
+never reserved up front. A frame's pixels may still be in the camera's buffer (``frame.buffer``): an
+acknowledgement hands that buffer to ``give_back``.
 
 A spool may also hold back up to ``hold`` frames beyond its capacity: frames the camera has already
 put in host memory (in the buffers it was given), taken off it early. The reader cannot have them;
-they enter the spool the moment an acknowledgement makes room, so that a small spool refills at once,
-without waiting for a trip to the camera.
+each enters the spool the moment a frame leaves for the reader, so that a small spool refills at
+once, without waiting for a trip to the camera.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 from twisted.internet import defer
 
 from andor_twisted.acquisition.frames import BurstFrame
+from andor_twisted.protocol.window import WINDOW_FRAMES
 
 
 def _drop(buffer: np.ndarray) -> None:
@@ -28,9 +33,11 @@ def _drop(buffer: np.ndarray) -> None:
 
 
 class Spool:
+    max_window = WINDOW_FRAMES  # a reader's window is bounded by the frames' size alone (``window_for``)
+
     def __init__(self, capacity: int, give_back: Callable[[np.ndarray], None] = _drop,
                  on_acknowledged: Callable[[int], None] | None = None, hold: int = 0) -> None:
-        self.capacity = capacity  # frames it may hold, unsent and in flight together
+        self.capacity = capacity  # frames it may hold waiting for the reader (those in flight are the window's)
         self.hold = hold  # frames it may hold back beyond that, until there is room
         self.give_back = give_back
         self.on_acknowledged = on_acknowledged  # told how many frames are acknowledged, before any waiter
@@ -53,7 +60,13 @@ class Spool:
 
     @property
     def frames(self) -> int:
+        """Frames in memory for the reader: waiting, and in flight."""
         return len(self._unsent) + len(self._in_flight)
+
+    @property
+    def waiting(self) -> int:
+        """Frames waiting to be sent: at most the capacity (but for frames a lost reader had in flight)."""
+        return len(self._unsent)
 
     @property
     def in_flight(self) -> int:
@@ -71,12 +84,12 @@ class Spool:
 
     @property
     def full(self) -> bool:
-        return self.frames >= self.capacity
+        return len(self._unsent) >= self.capacity
 
     @property
     def free(self) -> int:
         """How many more frames ``put_all`` takes now, held back ones included."""
-        return self.capacity + self.hold - self.frames - len(self._held)
+        return max(0, self.capacity + self.hold - len(self._unsent) - len(self._held))
 
     # ---- the capture's side ----
 
@@ -101,20 +114,11 @@ class Spool:
             raise ValueError(f"{len(frames)} frames do not fit a spool with room for {self.free}")
         self._held.extend(frames)
         self.captured += len(frames)
-        self._admit()
-
-    def _admit(self) -> None:
-        """Move frames held back into the spool, as far as its capacity allows; wake a waiting reader."""
-        held = self._held
-        while held and self.frames < self.capacity:
-            frame = held.popleft()
-            self._unsent.append(frame)
-            self.bytes += frame.nbytes
-        self.high_water_frames = max(self.high_water_frames, self.frames)
-        self.high_water_bytes = max(self.high_water_bytes, self.bytes)
+        self._let_in()
         if self._reader is not None and self._unsent:
             reader, self._reader = self._reader, None
             reader.callback(self._send_next())
+            self._made_room()
 
     def finish(self, error: BaseException | None = None) -> None:
         """No frame will come any more; with ``error``, the reader gets it after the last frame."""
@@ -146,6 +150,7 @@ class Spool:
         if self._unsent:
             self._reader = None
             reader.callback(self._send_next())
+            self._made_room()
         else:
             self._wake_reader_at_end()
         return reader
@@ -160,6 +165,8 @@ class Spool:
             if frames and size > max_bytes:
                 break
             frames.append(self._send_next())
+        if frames:
+            self._made_room()
         return frames
 
     def newest(self) -> BurstFrame | None:
@@ -181,10 +188,6 @@ class Spool:
                 self.give_back(frame.buffer)
         if self.on_acknowledged is not None:
             self.on_acknowledged(self.acknowledged)
-        self._admit()
-        if self._room is not None and self.free >= self._room_for:
-            room, self._room = self._room, None
-            room.callback(None)
         self._wake_reader_at_end()
 
     def return_unacknowledged(self) -> None:
@@ -195,9 +198,28 @@ class Spool:
         if self._reader is not None:
             self._reader.cancel()
 
+    def _made_room(self) -> None:
+        """Frames left for the reader: the capture may take more."""
+        if self._room is not None and self.free >= self._room_for:
+            room, self._room = self._room, None
+            room.callback(None)
+
+    def _let_in(self) -> None:
+        """Move frames held back into the spool, as far as its capacity allows."""
+        held, unsent = self._held, self._unsent
+        while held and len(unsent) < self.capacity:
+            frame = held.popleft()
+            unsent.append(frame)
+            self.bytes += frame.nbytes
+        self.high_water_frames = max(self.high_water_frames, self.frames)
+        self.high_water_bytes = max(self.high_water_bytes, self.bytes)
+
     def _send_next(self) -> BurstFrame:
+        """The next frame waiting, now in flight; a frame held back takes its place."""
         frame = self._unsent.popleft()
         self._in_flight.append(frame)
+        if self._held:
+            self._let_in()
         self.in_flight_bytes += frame.nbytes
         self.bytes_sent += frame.nbytes
         self.sent = max(self.sent, frame.frame_number + 1)

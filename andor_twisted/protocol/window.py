@@ -17,9 +17,9 @@ WINDOW_FRAMES: Final = 256  # at most this many unacknowledged frames (small fra
 WINDOW_BYTES: Final = 32 * 1024 * 1024  # ... and bytes (but always at least one frame)
 
 
-def window_for(message_bytes: int, capacity: int = WINDOW_FRAMES) -> int:
-    """How many frames of ``message_bytes`` may be unacknowledged, from a spool of ``capacity`` frames."""
-    return max(1, min(WINDOW_FRAMES, WINDOW_BYTES // max(message_bytes, 1), capacity))
+def window_for(message_bytes: int, max_frames: int = WINDOW_FRAMES) -> int:
+    """How many frames of ``message_bytes`` may be unacknowledged, at most ``max_frames``."""
+    return max(1, min(WINDOW_FRAMES, WINDOW_BYTES // max(message_bytes, 1), max_frames))
 
 
 def ack_every(window: int) -> int:

@@ -135,7 +135,7 @@ class BurstStreamProtocol(StreamProtocol):
     def send_frames(self, burst_id: int, frames: int, message_bytes: int) -> None:
         """Say how the frames will come, then send them from ``self.source``."""
         source = self.source
-        window = AckWindow(window_for(message_bytes, source.capacity), source.acknowledged)
+        window = AckWindow(window_for(message_bytes, source.max_window), source.acknowledged)
         self.send_json(messages.stream(burst_id, frames, window.size))
         self.sender = FrameSender(self.transport, source, self._ended, window, source.acknowledge)
         self.sender.start()
