@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 from twisted.python.threadpool import ThreadPool
 from twisted.trial import unittest
 
-from andor_twisted.camera import atcore, sim
+from andor_twisted.camera import atcore, driver, sim
 from andor_twisted.camera.devices import Choice
 from andor_twisted.camera.driver import WAIT_SLICE_MS, AndorCamera
 from andor_twisted.camera.errors import (AcquisitionRunning, CameraOverflow, CameraTimeout, InvalidValue,
@@ -302,6 +302,39 @@ class BufferTests(unittest.TestCase):
                       + [id(f.buffer) for f in more])
         self.assertEqual([f.frame_number for f in taken + more], list(range(5)))
         self.assertEqual(np.diff([f.ticks for f in taken + more]).tolist(), [1_000_000] * 4)
+        run(clock, camera.stop())
+
+    def test_buffers_kept_between_acquisitions(self):
+        """The buffers of one acquisition serve the next of the same frame size (new memory costs a page
+        fault per page, a burst's worth of them before its first frames): those the SDK held, and those
+        given back after the end, up to KEEP_IDLE_BYTES; another frame size gets new ones."""
+        made = []
+        original = driver.aligned_buffer
+        self.patch(driver, "aligned_buffer", lambda size: made.append(size) or original(size))
+        camera, clock = self.camera, self.clock
+        layout = result_of(camera.start("test", 4, 100.0))
+        self.patch(driver, "KEEP_IDLE_BYTES", 5 * layout.size)  # five of these frames' buffers
+        camera.keep_buffers(8)
+        clock.advance(1.0)  # frames wait in the camera
+        frames = run(clock, camera.next_frames(layout, 0, 3, lend=True))
+        first = {id(b) for b in camera._queued.values()} | {id(f.buffer) for f in frames}
+        self.assertEqual(len(made), 4 + 3)
+        run(clock, camera.stop())
+        for frame in frames:
+            camera.give_back(frame.buffer)  # a reader's frames, read after the acquisition ended
+        self.assertEqual(len(camera._spare), 5)
+        layout = result_of(camera.start("test", 4, 100.0))
+        self.assertEqual(len(made), 4 + 3)  # none new
+        self.assertLessEqual({id(b) for b in camera._queued.values()}, first)
+        clock.advance(1.0)
+        frames = run(clock, camera.next_frames(layout, 0, 2, lend=True))
+        self.assertEqual([f.frame_number for f in frames], [0, 1])
+        self.assertEqual(len(made), 4 + 3 + 1)  # five kept: the sixth buffer it queued is new
+        run(clock, camera.stop())
+        result_of(camera.set_aoi({"width": 32, "height": 32}))
+        result_of(camera.start("test", 4, 100.0))
+        self.assertEqual(len(made), 4 + 3 + 1 + 4)
+        self.assertEqual(len(camera._spare), 0)
         run(clock, camera.stop())
 
     def test_matched_by_pointer(self):

@@ -40,6 +40,8 @@ WAIT_SLICE_MS = 5  # longest a single WaitBuffer holds the SDK thread (a tempera
 TRIP_S = 0.002  # after the first frame, a trip takes frames already waiting for at most this long (a control
 # request waits for one trip at most)
 FIRST_FRAME_GRACE_S = 2.0  # arming and first-frame latency allowed on top of exposure and frame period
+KEEP_IDLE_BYTES = 256 * 1024 * 1024  # buffers kept between acquisitions (of one frame size), at most: new
+# memory costs a page fault per page as the camera first fills it, many milliseconds per full frame
 NODATA_RETRY_S = 0.005  # AT_ERR_NODATA comes back at once: wait this long before asking again
 ANCHOR_READS = 10  # TimestampClock reads, each between two host clock reads, at each end of an acquisition
 IRIG_HALF_WIDTH_NS = 1000  # an IRIG-B stamp's own uncertainty, taken as 1 us (the Balor's: 10 ns)
@@ -146,9 +148,9 @@ class AndorCamera:
         self._queued: dict[int, NDArray[np.uint8]] = {}  # our buffers the SDK holds, by address
         # the running acquisition's buffers and their pixels, by address (dropped with the buffer)
         self._views: dict[int, tuple[NDArray[np.uint8], buffers.Pixels]] = {}
-        self._spare: deque[NDArray[np.uint8]] = deque()  # buffers lent out and given back, for the running acquisition
-        self._buffer_bytes: int | None = None  # their size, while an acquisition runs
-        self._spare_max = 0
+        self._spare: deque[NDArray[np.uint8]] = deque()  # buffers free to queue: given back, or left from before
+        self._buffer_bytes: int | None = None  # their size: the running (or last) acquisition's
+        self._spare_max = 0  # how many it keeps
         self._replace = 0  # in a trip: how many more frames lent get a buffer queued in their place
         self._start: tuple[Anchor, HostClock] | None = None  # the running acquisition's start anchor
         self._callback: Any = None  # the cffi callback registered for BufferOverflowEvent
@@ -528,11 +530,12 @@ class AndorCamera:
             layout = replace(layout, timebase=TimeBase(self._start[0], None, layout.tick_frequency, self._start[1]))
         layout = replace(layout, settings=self._settings(layout))
         self.overflow_events = 0
-        self._spare.clear()
+        if self._buffer_bytes != layout.size:
+            self._spare.clear()
         self._buffer_bytes = layout.size
-        self._spare_max = 2 * n_buffers
+        self._spare_max = max(2 * n_buffers, KEEP_IDLE_BYTES // layout.size)
         for _ in range(n_buffers):
-            self._queue(aligned_buffer(layout.size))
+            self._queue(self._free_buffer(layout.size))
         try:
             lib.command(h, "AcquisitionStart")
         except self._error:
@@ -625,11 +628,14 @@ class AndorCamera:
             return TimeBase(start[0], None, lib.get_int(h, "TimestampClockFrequency"), start[1])
 
     def _flush(self) -> None:
+        """Take every buffer back from the SDK; keep up to KEEP_IDLE_BYTES of them for the next acquisition."""
         self._lib.flush(self._handle)
+        self._spare.extend(self._queued.values())
         self._queued.clear()
         self._views.clear()
-        self._buffer_bytes = None
-        self._spare.clear()
+        self._spare_max = KEEP_IDLE_BYTES // self._buffer_bytes if self._buffer_bytes else 0
+        while len(self._spare) > self._spare_max:
+            self._spare.popleft()
 
     def _queue(self, buf: NDArray[np.uint8]) -> None:
         address = buf.ctypes.data
@@ -642,15 +648,15 @@ class AndorCamera:
 
     def keep_buffers(self, count: int) -> None:
         """Keep up to ``count`` buffers given back, to queue again, for the running acquisition (at least
-        twice the buffers it queued). A burst keeps as many as its spool holds: a new buffer costs a page
-        fault per page as the camera first fills it, and the spool held that memory anyway."""
+        twice the buffers it queued, and KEEP_IDLE_BYTES). A burst keeps as many as its spool holds: a new
+        buffer costs a page fault per page as the camera first fills it, and the spool held that memory
+        anyway. Once the acquisition ends, the keep falls back to KEEP_IDLE_BYTES."""
         self._spare_max = max(self._spare_max, count)
 
     def give_back(self, buffer: NDArray[np.uint8]) -> None:
         """A buffer lent with a frame (``next_frames(lend=True)``) is free again. Any thread.
 
-        The running acquisition keeps some to queue again (``keep_buffers``); the rest, and any given
-        back after the acquisition ended, are simply dropped."""
+        Some are kept to queue again (``keep_buffers``, KEEP_IDLE_BYTES); the rest are simply dropped."""
         if buffer.size == self._buffer_bytes and len(self._spare) < self._spare_max:
             self._spare.append(buffer)
         else:
@@ -829,6 +835,7 @@ class AndorCamera:
             if self._callback is not None:
                 lib.unregister_feature_callback(h, "BufferOverflowEvent", self._callback)
             lib.close(h)
+            self._spare.clear()
             del self._lib  # the last reference: pyAndorSDK3 finalises the library, here in the SDK thread
 
         d = self._call(_close)
