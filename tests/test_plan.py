@@ -17,7 +17,7 @@ class NoteRegimeTests(unittest.TestCase):
     memory, about 60 MB/s to the reader, and the server's 'taking N frames took X s'."""
 
     def check(self, frames, spool, regime, took_s, late=0):
-        p = plan(NOTE_NEO, frames, spool, MESSAGE, READER)
+        p = plan(NOTE_NEO, frames, spool, MESSAGE, READER, window_frames=3)  # 32 MiB of these frames in flight
         self.assertEqual(p.regime, regime)
         self.assertEqual(p.lost_frames, 0)
         if late:
@@ -70,6 +70,17 @@ class PlanTests(unittest.TestCase):
         needed = p.reader_needed_bytes_per_s
         self.assertEqual(plan(NOTE_NEO, 1000, 100, MESSAGE, needed * 1.01).late_frames, 0)
         self.assertGreater(plan(NOTE_NEO, 1000, 100, MESSAGE, needed * 0.95).late_frames, 0)
+
+    def test_frames_in_flight_are_held_too(self):
+        """A reader's frames in flight (its window) are frames the camera need not hold: with a reader, a
+        window of 50 frames on a spool of 50 plans as a spool of 100; without one, the window is nothing."""
+        with_window = plan(NOTE_NEO, 1000, 50, MESSAGE, READER, window_frames=50)
+        larger_spool = plan(NOTE_NEO, 1000, 100, MESSAGE, READER)
+        self.assertEqual((with_window.late_frames, with_window.capture_s, with_window.reader_needed_bytes_per_s),
+                         (larger_spool.late_frames, larger_spool.capture_s, larger_spool.reader_needed_bytes_per_s))
+        self.assertLess(with_window.capture_s, plan(NOTE_NEO, 1000, 50, MESSAGE, READER).capture_s)
+        unread = [plan(NOTE_NEO, 1000, 50, MESSAGE, window_frames=w) for w in (50, 0)]
+        self.assertEqual({(p.regime, p.capture_s, p.late_frames) for p in unread}, {("stalls", None, 0)})
 
     def test_overflowing_camera_loses_frames(self):
         """A camera that overflows (no slowing down) loses the frames after memory fills; frames

@@ -147,7 +147,8 @@ class Burst:
                                   paced=layout.trigger_mode in ("Internal", "External Start"))
         self.plan = planning.plan(self.camera.plan_camera(layout), self.frames, self.spool.capacity,
                                   self.message_bytes, self.reader_bytes_per_s,
-                                  triggered=self.trigger_mode != "Internal")
+                                  triggered=self.trigger_mode != "Internal",
+                                  window_frames=window_for(self.message_bytes))
         self._to(BurstState.CAPTURING)
         self._capture = self._run(layout)
         self._capture.addBoth(self._captured)
@@ -496,7 +497,7 @@ class Bursts(service.Service):
             frame_message = frame_format.message_bytes(dtype, height, width)
             spool = min(request.spool or request.frames, max(1, self.memory_limit // frame_message))
             return planning.plan(plan_camera, request.frames, spool, frame_message, request.reader_bytes_per_s,
-                                 triggered=request.trigger != "Internal")
+                                 triggered=request.trigger != "Internal", window_frames=window_for(frame_message))
 
         return camera.plan_inputs(request.fps, request.trigger).addCallback(predict)
 

@@ -11,7 +11,8 @@ Frames are treated as a fluid (fractions of frames), with rates that are constan
 * ``x``, the link: at most the interface's frame rate, no faster than frames arrive when on-head memory
   is empty, and no faster than the reader frees room when the spool is full (the server then stops
   taking frames off the camera).
-* ``a``, the reader: at its own rate while the spool holds frames.
+* ``a``, the reader: at its own rate while the spool holds frames. While one reads, the frames it has in
+  flight (its acknowledgement window) are held by the server too: S is the spool and the window.
 
 An event is one of these quantities reaching a bound; between events everything is linear, so the
 model is exact for the fluid and off by at most about a frame for real frames. The numbers it answers
@@ -68,9 +69,10 @@ class Plan:
 
 
 def plan(camera: Camera, frames: int, spool_frames: int, message_bytes: int,
-         reader_bytes_per_s: float | None = None, triggered: bool = False) -> Plan:
+         reader_bytes_per_s: float | None = None, triggered: bool = False, window_frames: int = 0) -> Plan:
     """Predict a burst of ``frames`` at ``camera.frame_rate`` into a spool of ``spool_frames`` frames
-    of ``message_bytes`` each, read at ``reader_bytes_per_s`` (None: nobody reads while it captures).
+    of ``message_bytes`` each, read at ``reader_bytes_per_s`` (None: nobody reads while it captures),
+    who may have ``window_frames`` more in flight (sent, not yet acknowledged: the server holds those too).
     With ``triggered``, triggers set the pace: the plan is for triggers at ``camera.frame_rate``."""
     if frames < 1 or spool_frames < 1 or camera.frame_bytes < 1 or not camera.frame_rate > 0:
         raise ValueError("a plan needs at least one frame, a spool of at least one frame and a frame rate")
@@ -89,10 +91,10 @@ def plan(camera: Camera, frames: int, spool_frames: int, message_bytes: int,
         notes.append(f"the interface carries {link:.4g} frames/s, less than the {camera.frame_rate:.4g} "
                      f"frames/s asked for: on-head memory takes the difference")
     reader = 0.0 if reader_bytes_per_s is None else reader_bytes_per_s / message_bytes
-    flow = _Flow(frames, camera.frame_rate, link, onhead or 0, spool_frames, reader,
+    flow = _Flow(frames, camera.frame_rate, link, onhead or 0, spool_frames + (window_frames if reader else 0), reader,
                  camera.when_full if onhead is not None or camera.when_full != "unknown" else "unknown")
     flow.run()
-    needed = _reader_needed(camera, frames, spool_frames, message_bytes, link, onhead or 0)
+    needed = _reader_needed(camera, frames, spool_frames, window_frames, link, onhead or 0)
     # the fluid's frame k is done at (k+1)/rate; a real frame starts exposing at k/rate and is read
     # out an exposure and a readout later
     tail = camera.exposure_s + camera.readout_s - 1.0 / camera.frame_rate
@@ -117,12 +119,12 @@ def plan(camera: Camera, frames: int, spool_frames: int, message_bytes: int,
     )
 
 
-def _reader_needed(camera: Camera, frames: int, spool: int, message_bytes: int, link: float,
+def _reader_needed(camera: Camera, frames: int, spool: int, window: int, link: float,
                    onhead: int) -> float | None:
     """The slowest reader (frames/s) for which no frame is late or lost; 0 if none is needed; None if
     no reader is fast enough (the link or the sensor is the limit)."""
     def on_time(reader: float) -> bool:
-        flow = _Flow(frames, camera.frame_rate, link, onhead, spool, reader, "throttle")
+        flow = _Flow(frames, camera.frame_rate, link, onhead, spool + (window if reader else 0), reader, "throttle")
         flow.run()
         return not flow.stalled and flow.late < 0.5
 
