@@ -273,8 +273,8 @@ class Camera:
             frame rate; the camera refuses rates beyond its maximum for the current exposure and AOI.
             None: its FrameRate as it is. Leave it out with the triggered modes: the triggers set the pace
         serverSpool : int
-            size of the spool on the server, in frames, that holds frames the client has not read
-            yet. 0 means the whole burst, so the capture runs at ``fps`` whatever the reader's pace (the
+            size of the spool on the server, in frames, that holds frames not yet sent to the client
+            (frames on their way, at most 256 frames and 32 MiB, come on top). 0 means the whole burst, so the capture runs at ``fps`` whatever the reader's pace (the
             server takes memory frame by frame and is capped by its --spool-memory-limit). When the
             spool is full the server stops taking frames off the camera; once the camera's on-head
             memory fills too, a camera either slows down (its frames are late: the timestamps show it)
