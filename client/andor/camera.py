@@ -274,11 +274,12 @@ class Camera:
             None: its FrameRate as it is. Leave it out with the triggered modes: the triggers set the pace
         serverSpool : int
             size of the spool on the server, in frames, that holds frames not yet sent to the client
-            (frames on their way, at most 256 frames and 32 MiB, come on top). 0 means the whole burst, so the capture runs at ``fps`` whatever the reader's pace (the
-            server takes memory frame by frame and is capped by its --spool-memory-limit). When the
-            spool is full the server stops taking frames off the camera; once the camera's on-head
-            memory fills too, a camera either slows down (its frames are late: the timestamps show it)
-            or overflows and stops (the frames after it are lost, and iterating raises the error).
+            (frames on their way, at most 256 frames and 32 MiB, come on top). 0 means the whole
+            burst, so the capture runs at ``fps`` whatever the reader's pace (the server takes memory
+            frame by frame and is capped by its --spool-memory-limit). When the spool is full the
+            server stops taking frames off the camera; once the camera's on-head memory fills too, a
+            camera either slows down (its frames are late: the timestamps show it) or overflows and
+            stops (the frames after it are lost, and iterating raises the error).
         trigger : str
             the camera's TriggerMode for the burst: "Internal" (the default), "Software" (a frame per
             ``trigger()``), "External", "External Start" or "External Exposure"
