@@ -146,13 +146,13 @@ class BurstStatus:
     frames: int
     fps_requested: float | None
     fps: float | None  # as the camera set it, once armed
-    spool_capacity: int
+    spool_capacity: int  # frames the spool holds waiting for a reader, at most
     captured: int
     sent: int
     acknowledged: int
-    spool_frames: int
+    spool_frames: int  # frames in the server's memory for the reader: waiting and in flight (not acknowledged)
     spool_bytes: int
-    high_water_frames: int
+    high_water_frames: int  # the most of those at once
     high_water_bytes: int
     late_frames: int  # exposed late (the camera waited: its memory was full, or its link slow)
     max_late_s: float  # the latest of them, seconds after its due time
