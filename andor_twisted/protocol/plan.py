@@ -91,7 +91,7 @@ def plan(camera: Camera, frames: int, spool_frames: int, message_bytes: int,
         notes.append(f"the interface carries {link:.4g} frames/s, less than the {camera.frame_rate:.4g} "
                      f"frames/s asked for: on-head memory takes the difference")
     reader = 0.0 if reader_bytes_per_s is None else reader_bytes_per_s / message_bytes
-    flow = _Flow(frames, camera.frame_rate, link, onhead or 0, spool_frames + (window_frames if reader else 0), reader,
+    flow = _Flow(frames, camera.frame_rate, link, onhead or 0, spool_frames, window_frames, reader,
                  camera.when_full if onhead is not None or camera.when_full != "unknown" else "unknown")
     flow.run()
     needed = _reader_needed(camera, frames, spool_frames, window_frames, link, onhead or 0)
@@ -124,7 +124,7 @@ def _reader_needed(camera: Camera, frames: int, spool: int, window: int, link: f
     """The slowest reader (frames/s) for which no frame is late or lost; 0 if none is needed; None if
     no reader is fast enough (the link or the sensor is the limit)."""
     def on_time(reader: float) -> bool:
-        flow = _Flow(frames, camera.frame_rate, link, onhead, spool + (window if reader else 0), reader, "throttle")
+        flow = _Flow(frames, camera.frame_rate, link, onhead, spool, window, reader, "throttle")
         flow.run()
         return not flow.stalled and flow.late < 0.5
 
@@ -141,11 +141,13 @@ def _reader_needed(camera: Camera, frames: int, spool: int, window: int, link: f
 
 
 class _Flow:
-    """The fluid model itself: state in frames, advanced from event to event."""
+    """The fluid model itself: state in frames, advanced from event to event. While a reader reads, the
+    server holds its window of frames in flight beyond the spool."""
 
-    def __init__(self, frames: int, rate: float, link: float, onhead: int, spool: int, reader: float,
+    def __init__(self, frames: int, rate: float, link: float, onhead: int, spool: int, window: int, reader: float,
                  when_full: WhenFull):
-        self.n, self.f, self.link, self.c, self.s, self.r = frames, rate, link, onhead, spool, reader
+        self.n, self.f, self.link, self.c, self.r = frames, rate, link, onhead, reader
+        self.s = spool + (window if reader > 0 else 0)
         self.when_full = when_full
         self.t = 0.0
         self.exposed = self.transferred = self.read = 0.0
