@@ -138,8 +138,9 @@ class Burst:
             self.log.warn("burst {id}: the spool holds {n} frames, not {asked}, within --spool-memory-limit",
                           id=self.id, n=self.spool.capacity, asked=self.requested_spool)
         self.spool.hold = min(self.frames, camera_buffers(self.message_bytes))  # queued by the first trip
+        window = window_for(self.message_bytes)  # a reader's frames in flight, beyond the spool
         # the frames in the spool, in flight to its reader, and held back may all be in camera buffers
-        self.camera.keep_buffers(self.spool.capacity + window_for(self.message_bytes) + self.spool.hold)
+        self.camera.keep_buffers(self.spool.capacity + window + self.spool.hold)
         self.fps = layout.frame_rate
         self.layout = layout
         self.timebase = layout.timebase
@@ -147,8 +148,7 @@ class Burst:
                                   paced=layout.trigger_mode in ("Internal", "External Start"))
         self.plan = planning.plan(self.camera.plan_camera(layout), self.frames, self.spool.capacity,
                                   self.message_bytes, self.reader_bytes_per_s,
-                                  triggered=self.trigger_mode != "Internal",
-                                  window_frames=window_for(self.message_bytes))
+                                  triggered=self.trigger_mode != "Internal", window_frames=window)
         self._to(BurstState.CAPTURING)
         self._capture = self._run(layout)
         self._capture.addBoth(self._captured)

@@ -115,10 +115,7 @@ class Spool:
         self._held.extend(frames)
         self.captured += len(frames)
         self._let_in()
-        if self._reader is not None and self._unsent:
-            reader, self._reader = self._reader, None
-            reader.callback(self._send_next())
-            self._made_room()
+        self._wake_reader()
 
     def finish(self, error: BaseException | None = None) -> None:
         """No frame will come any more; with ``error``, the reader gets it after the last frame."""
@@ -148,9 +145,7 @@ class Spool:
         reader: defer.Deferred[BurstFrame | None] = defer.Deferred(lambda d: setattr(self, "_reader", None))
         self._reader = reader
         if self._unsent:
-            self._reader = None
-            reader.callback(self._send_next())
-            self._made_room()
+            self._wake_reader()
         else:
             self._wake_reader_at_end()
         return reader
@@ -197,6 +192,13 @@ class Spool:
         self.in_flight_bytes = 0
         if self._reader is not None:
             self._reader.cancel()
+
+    def _wake_reader(self) -> None:
+        """A reader waits and a frame waits: hand it over (and the capture may take another)."""
+        if self._reader is not None and self._unsent:
+            reader, self._reader = self._reader, None
+            reader.callback(self._send_next())
+            self._made_room()
 
     def _made_room(self) -> None:
         """Frames left for the reader: the capture may take more."""
