@@ -546,15 +546,38 @@ class ImageTests(unittest.TestCase):
         expected = painter._scene(0, 0.0, np.empty(painter.shape, np.uint16))
         painter._digits(expected, 1)
         self.assertTrue(np.array_equal(cam.image(buf), expected))
-        busy.clear()
-        cam.device._dma.submit(busy.wait)
-        cam.queue(1)
-        (fill, _), = cam.device._filling.values()
-        cam.run("AcquisitionStop")
-        threading.Timer(0.05, busy.set).start()
-        cam.lib.flush(cam.h)
-        self.assertTrue(fill.done())
         self.assertIsNot(first, buf)
+
+    def test_ideal_camera_flush_waits_only_for_a_fill_under_way(self):
+        """A flush returns once nothing writes into the host's buffers any more: after the fill under way,
+        and without the fills not begun, which never happen (a flush drops what is queued)."""
+        self.patch(sim_device, "FILL_AHEAD_BYTES", 0)
+        cam = Cam("ideal", frame_rate=1000.0)
+        cam.queue(1)
+        cam.run("AcquisitionStart")
+        _first = cam.take(requeue=False)[0]  # (kept: a new buffer is not at its address)
+        writing, release = threading.Event(), threading.Event()
+        self.addCleanup(release.set)
+        copyto = np.copyto
+
+        def held_copy(dst, src):  # the camera's thread is writing a buffer as the host flushes
+            writing.set()
+            release.wait()
+            copyto(dst, src)
+
+        self.patch(np, "copyto", held_copy)
+        cam.queue(2)
+        (under_way, _), (not_begun, pixels) = cam.device._filling.values()
+        pixels[:] = 7
+        writing.wait()
+        cam.run("AcquisitionStop")
+        threading.Timer(0.05, release.set).start()
+        cam.lib.flush(cam.h)
+        self.assertTrue(under_way.done())
+        self.assertFalse(under_way.cancelled())
+        self.assertTrue(not_begun.cancelled())
+        cam.device._dma.shutdown(wait=True)
+        self.assertTrue((pixels == 7).all())
 
     def test_ideal_camera_repaints_a_buffer_that_lost_its_scene(self):
         """A buffer the host freed can come back as new (zeroed) memory at the same address: the ideal

@@ -477,8 +477,9 @@ class SimDevice:
             self._stopped, self._timeline = self._timeline, None
         self._queue.clear()
         self._painted.clear()
-        for copy, _ in self._filling.values():  # the host may free its buffers now: nothing may write to them
-            copy.result()
+        # the host may free its buffers now: nothing may write to them. A fill not begun is dropped, as a
+        # flush drops what is queued (waiting for it held the SDK thread up to 20 ms per frame behind it)
+        concurrent.futures.wait([copy for copy, _ in self._filling.values() if not copy.cancel()])
         self._filling.clear()
 
     def wait(self, timeout_ms: int) -> tuple[int, int]:
