@@ -173,7 +173,9 @@ ROLES = {"raw-send": raw_send, "raw-recv": raw_recv, "burst-recv": burst_recv}
 
 def child(role, *args, prefix=(), **popen):
     """This file, run as ``role`` in a new process, with the checkout's packages first on its path."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "client")]))
+    # numpy's OpenBLAS threads spin for about 0.1 s of CPU once started; a process that sends at once
+    # (raw TCP's) would be measured against its own spinning thread on a 2-core machine
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "client")]), OPENBLAS_NUM_THREADS="1")
     return subprocess.Popen([*prefix, sys.executable, os.path.abspath(__file__), role, *map(str, args)],
                             stdout=subprocess.PIPE, text=True, env=env, **popen)
 
