@@ -478,7 +478,7 @@ class SimDevice:
         self._queue.clear()
         self._painted.clear()
         # the host may free its buffers now: nothing may write to them. A fill not begun is dropped, as a
-        # flush drops what is queued (waiting for it held the SDK thread up to 20 ms per frame behind it)
+        # flush drops what is queued (waiting held the SDK thread about 25 ms per new full frame behind it)
         concurrent.futures.wait([copy for copy, _ in self._filling.values() if not copy.cancel()])
         self._filling.clear()
 
